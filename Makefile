@@ -1,0 +1,30 @@
+# edgecnn developer and user targets. Everything runs inside .venv (created on first use).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test lint format demo models samples bench stress clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
+	@touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check edgecnn tests benchmarks
+	$(BIN)/ruff format --check edgecnn tests benchmarks
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format edgecnn tests benchmarks
+	$(BIN)/ruff check --fix edgecnn tests benchmarks
+
+clean:
+	rm -rf runs demo .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,3 @@
+from edgecnn.cli import app
+
+app(prog_name="edgecnn")

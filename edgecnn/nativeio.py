@@ -1,0 +1,79 @@
+"""Capturing what native libraries (ONNX Runtime, TensorFlow) write straight to file descriptors 1 and 2.
+
+Their logs bypass Python's streams; we capture them to turn a provider failure into a one-line reason and to
+keep TensorFlow's start-up chatter out of the user's terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+
+
+@contextlib.contextmanager
+def capture_native_output() -> Iterator[list[str]]:
+    """Capture what native code writes to the process's stdout and stderr (file descriptors 1 and 2).
+
+    Yields a list that receives the captured lines when the block ends.
+    """
+    lines: list[str] = []
+    _flush_python_streams()
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = []
+        try:
+            for fd in (1, 2):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(sink.fileno(), fd)
+        except OSError:  # no usable descriptors (embedded interpreters): capture nothing
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            yield lines
+            return
+        try:
+            yield lines
+        finally:
+            _flush_python_streams()
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            lines.extend(strip_ansi(line) for line in text.splitlines() if line.strip())
+
+
+def _flush_python_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
+
+
+#: TensorFlow start-up lines that say nothing actionable on a machine without a GPU.
+TF_NOISE = (
+    "All log messages before absl::InitializeLog",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers",
+    "failed call to cuInit",
+    "Unable to register cu",
+    "computation placer already registered",
+    "This TensorFlow binary is optimized",
+    "To enable the following instructions",
+    "TF-TRT Warning",
+)
+
+
+def replay(lines: Sequence[str], drop: Sequence[str] = TF_NOISE) -> None:
+    """Write captured lines back to stderr, leaving out known noise."""
+    for line in lines:
+        if not any(pattern in line for pattern in drop):
+            print(line, file=sys.stderr)

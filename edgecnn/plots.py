@@ -1,0 +1,101 @@
+"""Training plots: learning curves, confusion matrix and a grid of misclassified images (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: dict[str, list[float]], path: Path, phase_starts: Sequence[int] = ()) -> None:
+    """Loss and accuracy, training and validation, per epoch."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + key)
+            if values:
+                epochs = np.arange(1, len(values) + 1)
+                ax.plot(
+                    epochs,
+                    values,
+                    style,
+                    marker="o",
+                    markersize=3,
+                    label=("validation " if prefix else "training ") + key,
+                )
+        for start in phase_starts:
+            ax.axvline(start + 0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(
+    confusion: np.ndarray, classes: Sequence[str], path: Path, title: str = "confusion matrix"
+) -> None:
+    """The confusion matrix as a heat map with counts (rows: true, columns: predicted)."""
+    plt = _pyplot()
+    n = len(classes)
+    size = max(4.0, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    peak = confusion.max() if confusion.size else 0
+    for i in range(n):
+        for j in range(n):
+            value = int(confusion[i, j])
+            ax.text(
+                j, i, str(value), ha="center", va="center", color="white" if value > peak / 2 else "black"
+            )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_misclassified(
+    images: Sequence[np.ndarray],
+    true: Sequence[str],
+    predicted: Sequence[str],
+    confidence: Sequence[float],
+    path: Path,
+) -> None:
+    """A grid of wrongly classified images with their true and predicted labels (at most 25)."""
+    plt = _pyplot()
+    count = min(len(images), 25)
+    cols = 5
+    rows = max(1, (count + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2, rows * 2.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k in range(count):
+        ax = axes.flat[k]
+        img = images[k]
+        if img.shape[-1] == 1:
+            ax.imshow(img[:, :, 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(img.astype(np.uint8))
+        ax.set_title(f"true {true[k]}\npred {predicted[k]} {confidence[k]:.0%}", fontsize=8)
+    if count == 0:
+        axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,155 @@
+"""Where images come from on the inference side: folders walked lazily, files decoded in parallel.
+
+Camera, video and stream capture lives in ``capture.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from edgecnn.contract import InputSpec
+from edgecnn.errors import EdgecnnError, ImageError
+from edgecnn.imaging import IMAGE_SUFFIXES, load_image
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Decoded(Generic[T]):
+    """One item after decoding: the model input, or the reason it could not be made."""
+
+    item: T
+    image: np.ndarray | None
+    error: str | None
+
+
+def default_workers() -> int:
+    """Decoding threads: one per CPU core (decoders release the GIL), at least one, at most 16."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        count = os.cpu_count() or 1
+    return max(1, min(16, count))
+
+
+def decode_parallel(
+    items: Iterable[T],
+    spec: InputSpec,
+    workers: int | None = None,
+    window: int | None = None,
+    path_of: Callable[[T], str | os.PathLike[str]] = lambda item: item,  # type: ignore[assignment,return-value]
+) -> Iterator[Decoded[T]]:
+    """Decode images in worker threads, yielding results in input order with a bounded number in flight.
+
+    Args:
+        items: Items to decode (paths, or anything ``path_of`` maps to a path); consumed lazily.
+        spec: The model's input spec.
+        workers: Decoding threads (default: CPU count).
+        window: Most images decoded ahead of the consumer (default: 4 per worker, at least 32): memory stays
+            bounded however many items there are.
+        path_of: Maps an item to the file to decode.
+    """
+    workers = workers or default_workers()
+    if workers < 1:
+        raise EdgecnnError(f"--workers must be at least 1, got {workers}")
+    window = window or max(32, 4 * workers)
+
+    def work(item: T) -> Decoded[T]:
+        try:
+            return Decoded(item, load_image(path_of(item), spec), None)
+        except ImageError as exc:
+            return Decoded(item, None, str(exc))
+
+    pending: deque[Future[Decoded[T]]] = deque()
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecnn-decode") as pool:
+        try:
+            for item in iterator:
+                pending.append(pool.submit(work, item))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def iter_image_files(
+    paths: Iterable[str | Path], recursive: bool = False, skipped: list[tuple[Path, str]] | None = None
+) -> Iterator[Path]:
+    """Image files named by ``paths`` (files as given; folders walked lazily in sorted order).
+
+    Folders are read one at a time, so a folder of 100,000 images is never listed into memory as a whole
+    beyond its own directory entries. Directory links are followed at most once (loops are cut), and
+    problems (missing paths, unreadable folders) are appended to ``skipped`` instead of raising.
+
+    Args:
+        paths: Files and folders.
+        recursive: Walk sub-folders too.
+        skipped: Receives (path, reason) for what could not be listed.
+    """
+    skipped = skipped if skipped is not None else []
+    seen_dirs: set[tuple[int, int]] = set()
+    for raw in paths:
+        path = Path(raw)
+        try:
+            is_dir = path.is_dir()
+            exists = is_dir or path.exists() or path.is_symlink()
+        except OSError as exc:
+            skipped.append((path, f"cannot read ({exc.strerror or exc})"))
+            continue
+        if not exists:
+            skipped.append((path, "not found"))
+        elif is_dir:
+            yield from _walk(path, recursive, seen_dirs, skipped)
+        else:
+            yield path  # a file named explicitly is tried whatever its suffix
+
+
+def _walk(
+    folder: Path, recursive: bool, seen: set[tuple[int, int]], skipped: list[tuple[Path, str]]
+) -> Iterator[Path]:
+    try:
+        st = folder.stat()
+    except OSError as exc:
+        skipped.append((folder, f"cannot read folder ({exc.strerror or exc})"))
+        return
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return  # a link back to a folder already walked: following it again would loop
+    seen.add(key)
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        skipped.append((folder, f"cannot read folder ({exc.strerror or exc})"))
+        return
+    subdirs = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and not recursive:
+                skipped.append((Path(entry.path), "is a directory, not an image file"))
+            elif recursive:
+                subdirs.append(Path(entry.path))
+            continue
+        if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+            yield Path(entry.path)
+        elif entry.is_symlink() and not os.path.exists(entry.path):
+            skipped.append((Path(entry.path), "broken link"))
+    for sub in subdirs:
+        yield from _walk(sub, recursive, seen, skipped)

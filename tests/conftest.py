@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny generated dataset, a tiny trained model (built once per session)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from edgecnn.synthetic import write_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+TINY_SIZE = 32
+
+
+def shared_dataset(name: str) -> Path:
+    """A real dataset beside the repository, or a clean skip when it is absent (a user's fresh clone)."""
+    path = SHARED_DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"real dataset {name} not present beside the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 classes x (24 train + 8 val) generated 48 px JPEGs in a train/ val/ layout."""
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, per_class={"train": 24, "val": 8}, size=48, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> Path:
+    """A tiny CNN trained for a few epochs on the generated data; returns its run folder."""
+    from edgecnn.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    train(
+        TrainConfig(
+            data_dir=synth_dir,
+            out_dir=run,
+            img_size=TINY_SIZE,
+            epochs=3,
+            batch_size=16,
+            base_filters=8,
+            verbose=0,
+        )
+    )
+    return run
