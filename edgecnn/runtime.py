@@ -8,10 +8,11 @@ when a provider asked for by name cannot run (unless fallback was allowed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -148,7 +149,6 @@ class Predictor:
         provider: "auto" (CUDA when it really works here, else CPU), "cpu", "cuda" or "tensorrt".
         threads: Intra-op threads for the CPU provider (default: ONNX Runtime's, one per physical core).
         fallback: When an explicitly requested provider cannot run, use the CPU instead of failing.
-        require_contract: Refuse files without the edgecnn contract (the default).
 
     Raises:
         ModelFileError: The file is missing, not ONNX, or unreadable.
@@ -162,7 +162,6 @@ class Predictor:
         provider: str = "auto",
         threads: int | None = None,
         fallback: bool = False,
-        require_contract: bool = True,
     ) -> None:
         self.path = Path(model_path)
         if provider not in PROVIDER_CHOICES:
@@ -173,25 +172,17 @@ class Predictor:
         self.ort = import_onnxruntime()
         self.session, self.info = self._open(provider, threads, fallback)
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.contract: ModelContract | None
-        if require_contract:
-            self.contract = contract_from_metadata(meta, what=str(self.path))
-            check_contract_against_session(self.contract, self.session)
-        else:
-            try:
-                self.contract = contract_from_metadata(meta, what=str(self.path))
-            except ContractError:
-                self.contract = None
+        self.contract: ModelContract = contract_from_metadata(meta, what=str(self.path))
+        check_contract_against_session(self.contract, self.session)
         inputs = self.session.get_inputs()
-        outputs = self.session.get_outputs()
-        self.input_name = self.contract.input.name if self.contract else inputs[0].name
-        self.output_name = self.contract.output_name if self.contract else outputs[0].name
+        self.input_name = self.contract.input.name
+        self.output_name = self.contract.output_name
         batch_dim = inputs[0].shape[0] if inputs[0].shape else None
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.contract.labels if self.contract else ()
+        return self.contract.labels
 
     @property
     def provider(self) -> str:
@@ -223,8 +214,8 @@ class Predictor:
             reason = f"{wanted[0]} is not in this ONNX Runtime build (available: {', '.join(available)})"
         else:
             _preload_cuda_libraries(self.ort)
-            with capture_native_output() as log:
-                session = self._create([name, "CPUExecutionProvider"], threads, quiet=True)
+            with capture_native_output() as log, _runtime_warnings(self.ort):
+                session = self._create([name, "CPUExecutionProvider"], threads)
             actual = session.get_providers()
             if actual and actual[0] == name:
                 return session, SessionInfo(wanted[0], actual, provider, None, threads, options)
@@ -236,7 +227,7 @@ class Predictor:
             "cpu", session.get_providers(), provider, f"fell back from {reason}", threads, options
         )
 
-    def _create(self, providers: list[str], threads: int | None, quiet: bool = False) -> Any:
+    def _create(self, providers: list[str], threads: int | None) -> Any:
         try:
             return self.ort.InferenceSession(
                 str(self.path), sess_options=self._session_options(threads), providers=providers
@@ -277,8 +268,6 @@ class Predictor:
 
     def warm_up(self, runs: int = 1, batch: int = 1) -> float:
         """Run a zero batch (first runs allocate and tune); returns the seconds the last run took."""
-        if self.contract is None:
-            return 0.0
         x = np.zeros((batch, *self.contract.input.shape), np.float32)
         elapsed = 0.0
         for _ in range(runs):
@@ -286,6 +275,16 @@ class Predictor:
             self.predict_batch(x)
             elapsed = time.perf_counter() - t
         return elapsed
+
+
+@contextlib.contextmanager
+def _runtime_warnings(ort: Any) -> Iterator[None]:
+    """Let ONNX Runtime log warnings while a GPU provider starts: its requirement line is a warning."""
+    ort.set_default_logger_severity(2)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(3)
 
 
 def _preload_cuda_libraries(ort: Any) -> None:
@@ -371,3 +370,67 @@ def check_contract_against_session(contract: ModelContract, session: Any) -> Non
         raise ContractError(
             f"the contract lists {contract.num_classes} labels, the graph outputs {out_shape[-1]} classes"
         )
+
+
+@dataclass
+class ProviderStatus:
+    """Whether one execution provider really starts here."""
+
+    name: str  # short name (cpu, cuda, tensorrt) or ONNX Runtime's name for others
+    listed: bool
+    works: bool
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"provider": self.name, "listed": self.listed, "works": self.works, "reason": self.reason}
+
+
+def _tiny_model_bytes() -> bytes:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return bytes(onnx._serialize(model)) if hasattr(onnx, "_serialize") else model.SerializeToString()
+
+
+def probe_providers(names: Sequence[str] | None = None) -> list[ProviderStatus]:
+    """Start a one-node session on each provider and report which really run (not just which are listed).
+
+    Args:
+        names: Short names to probe (default: cpu, cuda, tensorrt and whatever else this build lists).
+    """
+    ort = import_onnxruntime()
+    available = ort.get_available_providers()
+    full_names = (
+        [PROVIDERS.get(n, n) for n in names]
+        if names
+        else list(dict.fromkeys([*PROVIDERS.values(), *available]))
+    )
+    model = _tiny_model_bytes()
+    statuses = []
+    for full in full_names:
+        short = SHORT_NAMES.get(full, full)
+        if full not in available:
+            statuses.append(ProviderStatus(short, False, False, "not in this ONNX Runtime build"))
+            continue
+        if full != "CPUExecutionProvider" and full in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+            _preload_cuda_libraries(ort)
+        with capture_native_output() as log, _runtime_warnings(ort):
+            try:
+                opts = ort.SessionOptions()
+                opts.log_severity_level = 3
+                session = ort.InferenceSession(
+                    model, sess_options=opts, providers=[full, "CPUExecutionProvider"]
+                )
+                session.run(None, {"x": np.ones((1, 4), np.float32)})
+                actual = session.get_providers()
+                error = None
+            except Exception as exc:  # a provider can also fail at run time
+                actual, error = [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        works = bool(actual) and actual[0] == full
+        reason = None if works else (error or explain_provider_failure(short, log))
+        statuses.append(ProviderStatus(short, True, works, reason))
+    return statuses

@@ -84,7 +84,10 @@ def decode_parallel(
 
 
 def iter_image_files(
-    paths: Iterable[str | Path], recursive: bool = False, skipped: list[tuple[Path, str]] | None = None
+    paths: Iterable[str | Path],
+    recursive: bool = False,
+    skipped: list[tuple[Path, str]] | None = None,
+    exclude: str | Path | None = None,
 ) -> Iterator[Path]:
     """Image files named by ``paths`` (files as given; folders walked lazily in sorted order).
 
@@ -96,9 +99,16 @@ def iter_image_files(
         paths: Files and folders.
         recursive: Walk sub-folders too.
         skipped: Receives (path, reason) for what could not be listed.
+        exclude: A folder not to walk into (e.g. the --sort-into target inside the input folder).
     """
     skipped = skipped if skipped is not None else []
     seen_dirs: set[tuple[int, int]] = set()
+    if exclude is not None:
+        try:
+            st = Path(exclude).stat()
+            seen_dirs.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
     for raw in paths:
         path = Path(raw)
         try:

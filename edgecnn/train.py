@@ -39,7 +39,7 @@ class TrainConfig:
     out_dir: Path | None = None
     arch: str = "cnn"
     img_size: int | None = None  # default per architecture
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 32
     learning_rate: float | None = None  # default per architecture
     val_dir: Path | None = None
@@ -49,7 +49,7 @@ class TrainConfig:
     weights: str = "imagenet"
     fine_tune_epochs: int = 0
     seed: int = 42
-    patience: int = 8
+    patience: int = 10
     base_filters: int = 32
     max_minutes: float | None = None
     verbose: int = 1
