@@ -28,3 +28,18 @@ format: install
 
 clean:
 	rm -rf runs demo .pytest_cache .ruff_cache .mypy_cache
+
+demo: install
+	$(BIN)/edgecnn demo
+
+models: install
+	$(BIN)/python -c "from edgecnn.demo import build_models; build_models()"
+
+samples: install
+	$(BIN)/python -c "from edgecnn.demo import make_samples; make_samples()"
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+stress: install
+	$(BIN)/python -m pytest -q -m stress -p no:cacheprovider

@@ -9,6 +9,7 @@ when a provider asked for by name cannot run (unless fallback was allowed).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import time
@@ -116,6 +117,8 @@ def explain_provider_failure(provider: str, log_lines: Sequence[str]) -> str:
 def has_nvidia_device() -> bool:
     """True when an NVIDIA GPU device node or driver is visible (Linux), or on other systems (unknown)."""
     if os.name != "posix" or not Path("/dev").exists():
+        return True
+    if Path("/dev/dxg").exists():  # WSL2 exposes the GPU through /dev/dxg, without /dev/nvidia*
         return True
     return Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
@@ -292,9 +295,9 @@ def _preload_cuda_libraries(ort: Any) -> None:
     preload = getattr(ort, "preload_dlls", None)
     if preload is None:
         return
-    with capture_native_output():
+    with capture_native_output(), contextlib.redirect_stdout(io.StringIO()):
         try:
-            preload()
+            preload()  # reports what it cannot load with print(): not for the user's terminal
         except Exception:  # preload is best effort; the session creation reports the real reason
             pass
 

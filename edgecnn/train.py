@@ -140,7 +140,7 @@ def train(config: TrainConfig, log: Any = None) -> TrainResult:
         say(
             f"decoded images need {cache_bytes / 2**30:.1f} GiB: caching them on disk in {Path(cache_file).parent}"
         )
-    augment = _augmenter(keras, config.seed) if config.augment else None
+    augment = build_augmenter(keras, config.seed) if config.augment else None
     t0 = time.perf_counter()
     say(
         f"decoding images at {config.img_size}x{config.img_size} ({'grey' if config.grayscale else 'RGB'})..."
@@ -301,7 +301,7 @@ def train(config: TrainConfig, log: Any = None) -> TrainResult:
     )
 
 
-def _augmenter(keras: Any, seed: int) -> Any:
+def build_augmenter(keras: Any, seed: int) -> Any:
     from keras import layers
 
     return keras.Sequential(

@@ -12,8 +12,8 @@ from imagefiles import save
 from onnxmodels import mean_colour_model, solid
 from typer.testing import CliRunner
 
-from edgecnn.cli import app
 from edgecnn.classify import ClassifyConfig, classify_paths
+from edgecnn.cli import app
 from edgecnn.errors import ProviderError
 from edgecnn.outputs import read_done
 from edgecnn.runtime import Predictor
@@ -302,7 +302,7 @@ def test_memory_stays_bounded_by_the_window(model, tmp_path):
     in_flight = {"max": 0, "now": 0}
 
     def items():
-        for i in range(500):
+        for _ in range(500):
             in_flight["now"] += 1
             in_flight["max"] = max(in_flight["max"], in_flight["now"])
             yield path

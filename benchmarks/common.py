@@ -1,0 +1,95 @@
+"""Shared helpers for the benchmark scripts: the machine description, timing, and result files.
+
+Every script writes ``benchmarks/results/<name>.json`` with the machine it ran on; ``report.py`` turns those
+files into the tables of docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+SHARED = REPO.parent / "shared" / "datasets"
+INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, int8-relevant instruction sets and library versions."""
+    cpu = platform.processor() or ""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not cpu.strip(" x86_64"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    versions = {}
+    for name in ("numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "opencv-python", "pillow", "tensorflow", "keras", "tf2onnx"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "int8_instructions": [f for f in INT8_FLAGS if f in flags],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    """Median seconds of ``repeat`` calls and the last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": name,
+        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *[_rel(a) for a in sys.argv]]),
+        "machine": machine(),
+        **data,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path.relative_to(REPO)}")
+    return path
+
+
+def _rel(arg: str) -> str:
+    try:
+        p = Path(arg).resolve()
+        return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else (f"../{p.relative_to(REPO.parent)}" if p.is_relative_to(REPO.parent) else arg)
+    except (OSError, ValueError):
+        return arg
+
+
+def dataset(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_dir():
+        sys.exit(f"{path} not found: these benchmarks use the real datasets beside the repository")
+    return path

@@ -1,0 +1,55 @@
+"""Accuracy and wall time of `edgecnn train DATA` with default settings (a fresh process, timed end to end).
+
+    python benchmarks/train_accuracy.py ../shared/datasets/cats_dogs [--out runs/cats_dogs-cnn] [-- extra train options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import write_result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("extra", nargs="*", help="Extra `edgecnn train` options (after --).")
+    args = parser.parse_args()
+    name = args.data.resolve().name
+    out = args.out or Path("runs") / f"{name}-{'-'.join(a.strip('-') for a in args.extra) or 'default'}"
+    cmd = [str(Path(sys.executable).with_name("edgecnn")), "train", str(args.data), "--out", str(out), "--quiet", *args.extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    print(proc.stderr[-3000:])
+    if proc.returncode != 0:
+        sys.exit(f"training failed with exit code {proc.returncode}")
+    report = json.loads((out / "report.json").read_text())
+    write_result(
+        f"train_{name}" + ("" if not args.extra else "_" + "_".join(a.strip("-") for a in args.extra)),
+        {
+            "dataset": name,
+            "train_command": "edgecnn train " + " ".join([f"../shared/datasets/{name}", "--out", str(out), "--quiet", *args.extra]),
+            "wall_seconds": round(wall, 1),
+            "val_accuracy": report["val_accuracy"],
+            "val_images": report["data"]["val_images"],
+            "train_images": report["data"]["train_images"],
+            "epochs_run": report["epochs_run"],
+            "best_epoch": report["best_epoch"],
+            "train_images_per_second": report["train_images_per_second"],
+            "per_class": report["per_class"],
+            "arch": report["arch"],
+            "img_size": report["img_size"],
+            "skipped_files": len(report["skipped"]),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
