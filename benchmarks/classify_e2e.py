@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-vgg16", action="store_true")
     args = parser.parse_args()
+    args = argparse.Namespace(**{k: v.resolve() if isinstance(v, Path) else v for k, v in vars(args).items()})
     from edgecnn.sources import default_workers
 
     data = args.data or dataset("cats_dogs") / "val"

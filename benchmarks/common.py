@@ -75,9 +75,20 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
         **data,
     }
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(_portable(payload), indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path.relative_to(REPO)}")
     return path
+
+
+def _portable(value: Any) -> Any:
+    """Paths inside the repository become relative, paths beside it become ../...: no machine paths."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str):
+        return value.replace(str(REPO) + "/", "").replace(str(REPO.parent) + "/", "../").replace(str(REPO), ".")
+    return value
 
 
 def _rel(arg: str) -> str:

@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--calib-size", type=int, default=300)
     parser.add_argument("--skip-vgg16", action="store_true")
     args = parser.parse_args()
+    args = argparse.Namespace(**{k: v.resolve() if isinstance(v, Path) else v for k, v in vars(args).items()})
     data = args.data or dataset("cats_dogs")
     out = {"dataset": "cats_dogs", "cnn": cnn_figures(args.run, data, args.calib_size)}
     if not args.skip_vgg16:

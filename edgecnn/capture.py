@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import queue
 import socket
 import sys
 import threading
@@ -31,6 +32,7 @@ class Frame:
     image: np.ndarray
     index: int  # 0-based position in the source (frames dropped by the latest-frame policy leave gaps)
     timestamp: float  # time.monotonic() when the frame was read
+    read_ms: float = 0.0  # time the reader thread spent reading and decoding it
 
 
 class FrameSource(Protocol):
@@ -104,11 +106,15 @@ def camera_devices() -> list[str]:
 
 
 class SequentialSource:
-    """Every frame of a file (or image sequence) in order; optional real-time pacing at the file's frame rate."""
+    """Every frame of a file (or image sequence) in order; optional real-time pacing at the file's frame rate.
+
+    A reader thread decodes the next few frames while the caller works on the current one (a bounded queue:
+    memory stays flat however long the file), so reading a frame costs the caller almost nothing.
+    """
 
     live = False
 
-    def __init__(self, capture: Capture, description: str, realtime: bool = False) -> None:
+    def __init__(self, capture: Capture, description: str, realtime: bool = False, prefetch: int = 4) -> None:
         self.capture = capture
         self.description = description
         self.fps = capture.fps() or 25.0
@@ -116,42 +122,73 @@ class SequentialSource:
         self._index = 0
         self._start: float | None = None
         self._dropped = 0
-        self._pending: np.ndarray | None = None
+        self._queue: queue.Queue[tuple[np.ndarray, float] | None] = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ended = False
 
     def prime(self) -> None:
-        """Read the first frame now so that an unreadable file fails before the run starts."""
-        self._pending = self.capture.read()
-        if self._pending is None:
-            raise SourceError(
-                f"{self.description} opened but gave no frame (empty, unsupported codec or not a video)"
-            )
+        """Read the first frame now so that an unreadable file fails before the run starts, then start reading ahead."""
+        t = time.perf_counter()
+        first = self.capture.read()
+        if first is None:
+            raise SourceError(f"{self.description} opened but gave no frame (empty, unsupported codec or not a video)")
+        self._queue.put((first, (time.perf_counter() - t) * 1000))
+        self._thread = threading.Thread(target=self._run, name="edgecnn-reader", daemon=True)
+        self._thread.start()
 
-    def read(self, timeout: float = 5.0) -> Frame | None:
-        image: np.ndarray | None
-        if self._pending is not None:
-            image, self._pending = self._pending, None
-        else:
-            image = self.capture.read()
-        if image is None:
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t = time.perf_counter()
+            try:
+                image = self.capture.read()
+            except Exception:  # a backend error ends the file like its last frame
+                image = None
+            item = None if image is None else (image, (time.perf_counter() - t) * 1000)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item is None:
+                return
+
+    def _next(self, timeout: float) -> tuple[np.ndarray, float] | None:
+        if self._ended:
             return None
+        try:
+            item = self._queue.get(timeout=max(timeout, 1.0))
+        except queue.Empty:
+            item = None
+        if item is None:
+            self._ended = True
+        return item
+
+    def read(self, timeout: float = 30.0) -> Frame | None:
+        item = self._next(timeout)
+        if item is None:
+            return None
+        image, read_ms = item
+        index = self._index
         now = time.monotonic()
         if self.realtime:
             if self._start is None:
-                self._start = now - self._index / self.fps
-            due = self._start + self._index / self.fps
-            if now > due + 1.0 / self.fps:  # behind: skip frames as a live source would
-                behind = int((now - due) * self.fps)
-                for _ in range(behind):
-                    if self.capture.read() is None:
+                self._start = now - index / self.fps
+            due = self._start + index / self.fps
+            if now > due + 1.0 / self.fps:  # behind: skip to the frame a live source would show now
+                for _ in range(int((now - due) * self.fps)):
+                    newer = self._next(timeout)
+                    if newer is None:
                         break
-                    self._index += 1
+                    image, read_ms = newer
+                    index += 1
                     self._dropped += 1
             elif due > now:
                 time.sleep(due - now)
                 now = time.monotonic()
-        frame = Frame(image, self._index, now)
-        self._index += 1
-        return frame
+        self._index = index + 1
+        return Frame(image, index, now, read_ms)
 
     @property
     def dropped(self) -> int:
@@ -162,6 +199,9 @@ class SequentialSource:
         return self._index
 
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
         self.capture.release()
 
 
@@ -212,10 +252,12 @@ class LatestFrameSource:
     def _run(self) -> None:
         failures = 0
         while not self._stop:
+            t = time.perf_counter()
             try:
                 image = self._reader()
             except Exception:  # a backend error is a failed read
                 image = None
+            read_ms = (time.perf_counter() - t) * 1000
             if image is None:
                 failures += 1
                 if failures > self._max_retries or self._stop:
@@ -235,7 +277,7 @@ class LatestFrameSource:
             with self._cond:
                 if self._latest is not None and self._latest.index > self._last_given:
                     self._dropped += 1  # the previous newest frame was never taken: it is stale now
-                self._latest = Frame(image, self._count, time.monotonic())
+                self._latest = Frame(image, self._count, time.monotonic(), read_ms)
                 self._count += 1
                 self._cond.notify_all()
         with self._cond:

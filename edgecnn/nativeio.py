@@ -7,20 +7,36 @@ keep TensorFlow's start-up chatter out of the user's terminal.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 
 
 @contextlib.contextmanager
 def capture_native_output() -> Iterator[list[str]]:
-    """Capture what native code writes to the process's stdout and stderr (file descriptors 1 and 2).
+    """Capture what native code writes to file descriptors 1 and 2, and what Python code prints or warns.
 
-    Yields a list that receives the captured lines when the block ends.
+    ONNX Runtime reports a provider that cannot start partly from C++ (to the descriptors) and partly from
+    Python (``print`` and ``warnings``); all of it lands in the yielded list when the block ends.
     """
     lines: list[str] = []
+    py_out, py_err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(py_out), contextlib.redirect_stderr(py_err), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _capture_descriptors(lines):
+            yield lines
+    for stream in (py_out, py_err):
+        lines.extend(strip_ansi(line) for line in stream.getvalue().splitlines() if line.strip())
+    lines.extend(str(w.message) for w in caught)
+
+
+@contextlib.contextmanager
+def _capture_descriptors(lines: list[str]) -> Iterator[None]:
+    """Redirect file descriptors 1 and 2 into a temporary file for the block; its lines go to ``lines``."""
     _flush_python_streams()
     with tempfile.TemporaryFile(mode="w+b") as sink:
         saved = []
@@ -32,10 +48,10 @@ def capture_native_output() -> Iterator[list[str]]:
             for fd, copy in saved:
                 os.dup2(copy, fd)
                 os.close(copy)
-            yield lines
+            yield
             return
         try:
-            yield lines
+            yield
         finally:
             _flush_python_streams()
             for fd, copy in saved:

@@ -51,7 +51,7 @@ def render_image(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
     mask_small = (
         cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)[:, :, None] / 255
     )
-    colour = _random_colour(rng)
+    colour = _contrasting_colour(canvas, mask_small, rng)
     shading = _gradient(size, rng, strength=0.35)[:, :, None]
     shape_layer = np.clip(colour[None, None, :] * (0.8 + 0.4 * shading), 0, 255)
     image = canvas * (1 - mask_small) + shape_layer * mask_small
@@ -193,8 +193,27 @@ def _gradient(size: int, rng: np.random.Generator, strength: float) -> np.ndarra
     return g * strength
 
 
+def _contrasting_colour(canvas: np.ndarray, mask: np.ndarray, rng: np.random.Generator, min_gap: float = 60.0) -> np.ndarray:
+    """A random colour whose brightness differs from the background around the shape by at least ``min_gap``."""
+    weights = mask[:, :, 0]
+    if weights.sum() > 0:
+        background = (canvas * weights[:, :, None]).sum(axis=(0, 1)) / weights.sum()
+    else:
+        background = canvas.mean(axis=(0, 1))
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    best, best_gap = _random_colour(rng), -1.0
+    for _ in range(12):
+        candidate = _random_colour(rng)
+        gap = abs(float(candidate @ luma) - float(background @ luma))
+        if gap >= min_gap:
+            return candidate
+        if gap > best_gap:
+            best, best_gap = candidate, gap
+    return best
+
+
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
-    hsv = np.array([[[rng.integers(0, 180), rng.integers(120, 256), rng.integers(120, 256)]]], np.uint8)
+    hsv = np.array([[[rng.integers(0, 180), rng.integers(120, 256), rng.integers(40, 256)]]], np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 

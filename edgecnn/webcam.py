@@ -27,7 +27,7 @@ from edgecnn.errors import ConfigError, OutputError
 from edgecnn.imaging import frame_to_input
 from edgecnn.runtime import Predictor
 
-STAGES = ("capture_wait", "preprocess", "inference", "overlay", "display", "write")
+STAGES = ("read", "capture_wait", "preprocess", "inference", "overlay", "display", "write")
 WINDOW = "edgecnn"
 
 
@@ -252,6 +252,7 @@ def run_webcam(
                 summary.end_reason = "end of source"
                 break
             summary.stages["capture_wait"].append((t1 - t0) * 1000)
+            summary.stages["read"].append(frame.read_ms)
             image = frame.image
             classify_now = summary.frames_shown % config.every == 0 and not paused
             pre_ms = inf_ms = 0.0
