@@ -83,6 +83,9 @@ def measure(model_path: Path, keras_path: Path | None, files: list[Path], data: 
         keras_user()  # trace once
         out["keras_user_ips"] = n / best_of(keras_user, repeat)
         out["vs_keras_user"] = out["edgecnn_ips"] / out["keras_user_ips"]
+    # Decoding and the model share the same CPU cores: run one after the other, they would reach this.
+    out["serial_bound_ips"] = 1.0 / (1.0 / out["model_alone_ips"] + 1.0 / out["decode_ceiling_ips"])
+    out["vs_serial_bound"] = out["edgecnn_ips"] / out["serial_bound_ips"]
     out["vs_model_alone"] = out["edgecnn_ips"] / out["model_alone_ips"]
     out["vs_decode_ceiling"] = out["edgecnn_ips"] / out["decode_ceiling_ips"]
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}))

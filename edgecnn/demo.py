@@ -21,11 +21,11 @@ from edgecnn.synthetic import DEFAULT_CLASSES, write_dataset, write_video
 #: The recipe of the shipped model and of the demo (same data, same training).
 RECIPE: dict[str, Any] = {
     "classes": list(DEFAULT_CLASSES),
-    "split": {"train": 300, "val": 60, "test": 100},
-    "image_size": 64,
+    "split": {"train": 600, "val": 100, "test": 100},
+    "image_size": 48,
     "data_seed": 2024,
-    "img_size": 64,
-    "epochs": 12,
+    "img_size": 48,
+    "epochs": 30,
     "batch_size": 32,
     "base_filters": 16,
     "seed": 42,

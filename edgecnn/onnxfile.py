@@ -132,6 +132,9 @@ def atomic_output(path: Path, force: bool) -> Iterator[Path]:
         raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; the model should get the usual permissions
     try:
         yield tmp
         with open(tmp, "rb") as fh:
