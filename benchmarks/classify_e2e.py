@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import REPO, dataset, write_result
+from common import REPO, dataset, vgg16_run, write_result
 
 
 def best_of(fn, repeat):
@@ -35,7 +35,15 @@ def best_of(fn, repeat):
     return min(times)
 
 
-def measure(model_path: Path, keras_path: Path | None, files: list[Path], data: Path, workers: int, batch: int, repeat: int) -> dict:
+def measure(
+    model_path: Path,
+    keras_path: Path | None,
+    files: list[Path],
+    data: Path,
+    workers: int,
+    batch: int,
+    repeat: int,
+) -> dict:
     from edgecnn.classify import ClassifyConfig, classify_paths
     from edgecnn.imaging import load_image
     from edgecnn.runtime import Predictor
@@ -58,7 +66,16 @@ def measure(model_path: Path, keras_path: Path | None, files: list[Path], data: 
 
     def end_to_end():
         with tempfile.TemporaryDirectory() as tmp:
-            summary = classify_paths(ClassifyConfig(paths=[data], recursive=True, output=Path(tmp) / "r.csv", batch_size=batch, workers=workers), predictor)
+            summary = classify_paths(
+                ClassifyConfig(
+                    paths=[data],
+                    recursive=True,
+                    output=Path(tmp) / "r.csv",
+                    batch_size=batch,
+                    workers=workers,
+                ),
+                predictor,
+            )
             assert summary.classified == n, summary.to_dict()
 
     out = {
@@ -76,7 +93,12 @@ def measure(model_path: Path, keras_path: Path | None, files: list[Path], data: 
 
         def keras_user():
             ds = keras.utils.image_dataset_from_directory(
-                str(data), image_size=(spec.height, spec.width), batch_size=batch, shuffle=False, label_mode=None, verbose=False
+                str(data),
+                image_size=(spec.height, spec.width),
+                batch_size=batch,
+                shuffle=False,
+                label_mode=None,
+                verbose=False,
             )
             model.predict(ds, verbose=0)
 
@@ -92,21 +114,6 @@ def measure(model_path: Path, keras_path: Path | None, files: list[Path], data: 
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
-def vgg16_run(tmp: Path, train_dir: Path) -> tuple[Path, Path]:
-    """A VGG16 (weights none, 224 px) run folder exported to int8, for speed figures."""
-    from edgecnn.contract import InputSpec, ModelContract
-    from edgecnn.export import export_all
-    from edgecnn.models import build_vgg16
-
-    spec = InputSpec.square(224)
-    built = build_vgg16(spec, 2, weights="none")
-    built.model.save(tmp / "model.keras")
-    contract = ModelContract(labels=("cats", "dogs"), input=spec, arch="vgg16", normalization=built.normalization)
-    (tmp / "report.json").write_text(json.dumps({"contract": contract.to_dict()}))
-    result = export_all(tmp, int8=True, calib_dir=train_dir, calib_size=64, force=True)
-    return result.int8.output, tmp / "model.keras"
-
-
 def startup(model: Path, image: Path, repeat: int = 5) -> dict:
     def wall(cmd):
         times = []
@@ -116,7 +123,14 @@ def startup(model: Path, image: Path, repeat: int = 5) -> dict:
             times.append(time.perf_counter() - t)
         return statistics.median(times)
 
-    edgecnn = [str(Path(sys.executable).with_name("edgecnn")), "classify", str(image), "--model", str(model), "-q"]
+    edgecnn = [
+        str(Path(sys.executable).with_name("edgecnn")),
+        "classify",
+        str(image),
+        "--model",
+        str(model),
+        "-q",
+    ]
     python = [sys.executable, "-c", "pass"]
     e, p = wall(edgecnn), wall(python)
     return {"edgecnn_classify_one_image_s": round(e, 3), "python_noop_s": round(p, 3)}
@@ -141,11 +155,16 @@ def main() -> None:
     for name in ("model.int8.onnx", "model.onnx"):
         path = args.run / name
         if path.exists():
-            out["models"][f"cnn-{name}"] = measure(path, args.run / "model.keras", files, data, workers, args.batch_size, args.repeat)
+            out["models"][f"cnn-{name}"] = measure(
+                path, args.run / "model.keras", files, data, workers, args.batch_size, args.repeat
+            )
     if not args.skip_vgg16:
         with tempfile.TemporaryDirectory() as tmp:
-            int8, keras_path = vgg16_run(Path(tmp), data.parent / "train")
-            out["models"]["vgg16-224-int8"] = measure(int8, keras_path, files, data, workers, args.batch_size, 1)
+            exported = vgg16_run(Path(tmp), data.parent / "train")
+            int8, keras_path = exported.int8.output, Path(tmp) / "model.keras"
+            out["models"]["vgg16-224-int8"] = measure(
+                int8, keras_path, files, data, workers, args.batch_size, 1
+            )
     model = args.run / "model.int8.onnx"
     out["startup"] = startup(model, files[0])
     write_result("classify_e2e", out)

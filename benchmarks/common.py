@@ -30,8 +30,6 @@ def machine() -> dict[str, Any]:
     flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not cpu.strip(" x86_64"):
-                cpu = line.split(":", 1)[1].strip()
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
             if line.startswith("flags"):
@@ -39,7 +37,17 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for name in ("numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "opencv-python", "pillow", "tensorflow", "keras", "tf2onnx"):
+    for name in (
+        "numpy",
+        "onnx",
+        "onnxruntime-gpu",
+        "onnxruntime",
+        "opencv-python",
+        "pillow",
+        "tensorflow",
+        "keras",
+        "tf2onnx",
+    ):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -87,14 +95,20 @@ def _portable(value: Any) -> Any:
     if isinstance(value, list):
         return [_portable(v) for v in value]
     if isinstance(value, str):
-        return value.replace(str(REPO) + "/", "").replace(str(REPO.parent) + "/", "../").replace(str(REPO), ".")
+        return (
+            value.replace(str(REPO) + "/", "").replace(str(REPO.parent) + "/", "../").replace(str(REPO), ".")
+        )
     return value
 
 
 def _rel(arg: str) -> str:
     try:
         p = Path(arg).resolve()
-        return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else (f"../{p.relative_to(REPO.parent)}" if p.is_relative_to(REPO.parent) else arg)
+        return (
+            str(p.relative_to(REPO))
+            if p.is_relative_to(REPO)
+            else (f"../{p.relative_to(REPO.parent)}" if p.is_relative_to(REPO.parent) else arg)
+        )
     except (OSError, ValueError):
         return arg
 
@@ -104,3 +118,23 @@ def dataset(name: str) -> Path:
     if not path.is_dir():
         sys.exit(f"{path} not found: these benchmarks use the real datasets beside the repository")
     return path
+
+
+def vgg16_run(folder: Path, calib_dir: Path, calib_size: int = 64) -> Any:
+    """A VGG16 run folder (224 px, weights none: speed does not depend on the weights) exported to fp32 and int8.
+
+    Returns:
+        The ExportResult (``.output`` is the fp32 file, ``.int8.output`` the int8 file).
+    """
+    from edgecnn.contract import InputSpec, ModelContract
+    from edgecnn.export import export_all
+    from edgecnn.models import build_vgg16
+
+    spec = InputSpec.square(224)
+    built = build_vgg16(spec, 2, weights="none")
+    built.model.save(folder / "model.keras")
+    contract = ModelContract(
+        labels=("cats", "dogs"), input=spec, arch="vgg16", normalization=built.normalization
+    )
+    (folder / "report.json").write_text(json.dumps({"contract": contract.to_dict()}))
+    return export_all(folder, int8=True, calib_dir=calib_dir, calib_size=calib_size, force=True, log=print)

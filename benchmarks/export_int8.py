@@ -12,14 +12,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from common import dataset, write_result
+from common import dataset, vgg16_run, write_result
 
 
 def latency(fn, batch, runs=15):
@@ -37,7 +35,9 @@ def cnn_figures(run: Path, data: Path, calib_size: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cnn.onnx"
-        result = export_all(run, output=out, int8=True, eval_dir=data / "val", calib_size=calib_size, force=True, log=print)
+        result = export_all(
+            run, output=out, int8=True, eval_dir=data / "val", calib_size=calib_size, force=True, log=print
+        )
         q = result.int8
         return {
             "run": str(run),
@@ -48,28 +48,21 @@ def cnn_figures(run: Path, data: Path, calib_size: int) -> dict:
 
 
 def vgg16_figures(data: Path, batch_size: int, calib_size: int) -> dict:
-    from edgecnn.contract import InputSpec, ModelContract
     from edgecnn.data import list_class_folder
     from edgecnn.evaluate import iter_batches
-    from edgecnn.export import export_all
-    from edgecnn.models import build_vgg16, import_keras
     from edgecnn.runtime import Predictor
 
-    keras, _ = import_keras()
-    spec = InputSpec.square(224)
-    built = build_vgg16(spec, 2, weights="none")
     samples = list_class_folder(data / "val").samples
-    contract = ModelContract(labels=("cats", "dogs"), input=spec, arch="vgg16", normalization=built.normalization)
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp)
-        built.model.save(run / "model.keras")
-        report = {"contract": contract.to_dict(), "data": {"layout": "train/val folders", "train_dir": str(data / "train"), "seed": 42}}
-        (run / "report.json").write_text(json.dumps(report))
-        result = export_all(run, int8=True, calib_dir=data / "train", calib_size=calib_size, force=True, log=print)
+        result = vgg16_run(Path(tmp), data / "train", calib_size)
+        contract = result.contract
+        from edgecnn.evaluate import load_keras_model
+
+        keras_model = load_keras_model(Path(tmp) / "model.keras")
         batch = next(b for b, _, _, _ in iter_batches(samples[:batch_size], contract, batch_size, None))
         fp32 = Predictor(result.output, provider="cpu")
         int8 = Predictor(result.int8.output, provider="cpu")
-        keras_s = latency(lambda x: built.model.predict_on_batch(x), batch, runs=5)
+        keras_s = latency(lambda x: keras_model.predict_on_batch(x), batch, runs=5)
         fp32_s = latency(fp32.predict_batch, batch, runs=8)
         int8_s = latency(int8.predict_batch, batch, runs=8)
         agree = float((fp32.predict_batch(batch).argmax(1) == int8.predict_batch(batch).argmax(1)).mean())

@@ -1,12 +1,11 @@
 """Render docs/BENCHMARKS.md from the result files in benchmarks/results/ (written by the other scripts).
 
-    python benchmarks/report.py
+python benchmarks/report.py
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from common import REPO, RESULTS
@@ -140,7 +139,9 @@ def classify_section() -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in r["models"].items():
-        serial = m.get("serial_bound_ips") or 1.0 / (1.0 / m["model_alone_ips"] + 1.0 / m["decode_ceiling_ips"])
+        serial = m.get("serial_bound_ips") or 1.0 / (
+            1.0 / m["model_alone_ips"] + 1.0 / m["decode_ceiling_ips"]
+        )
         lines.append(
             f"| {name} | {m['model_alone_ips']:.0f} | {m['decode_ceiling_ips']:.0f} | {serial:.0f} | {m.get('keras_user_ips', 0):.0f} | "
             f"{m['edgecnn_ips']:.0f} | {m['vs_model_alone']:.2f}x | {m['vs_decode_ceiling']:.2f}x | {m['edgecnn_ips'] / serial:.2f}x | {m.get('vs_keras_user', 0):.2f}x |"
@@ -149,13 +150,19 @@ def classify_section() -> str:
     checks = []
     if "vgg16-224-int8" in models:
         v = models["vgg16-224-int8"]
-        checks.append(f"VGG16 int8: edgecnn / model alone {v['vs_model_alone']:.2f}x (target 0.85x: {verdict(v['vs_model_alone'] >= 0.85)}), "
-                      f"edgecnn / Keras user {v['vs_keras_user']:.2f}x (target 3x: {verdict(v['vs_keras_user'] >= 3)})")
+        checks.append(
+            f"VGG16 int8: edgecnn / model alone {v['vs_model_alone']:.2f}x (target 0.85x: {verdict(v['vs_model_alone'] >= 0.85)}), "
+            f"edgecnn / Keras user {v['vs_keras_user']:.2f}x (target 3x: {verdict(v['vs_keras_user'] >= 3)})"
+        )
     if "cnn-model.int8.onnx" in models:
         c = models["cnn-model.int8.onnx"]
-        checks.append(f"default CNN int8: edgecnn / decode ceiling {c['vs_decode_ceiling']:.2f}x (target 0.8x: {verdict(c['vs_decode_ceiling'] >= 0.8)}), "
-                      f"edgecnn / Keras user {c['vs_keras_user']:.2f}x (target 1.5x: {verdict(c['vs_keras_user'] >= 1.5)})")
-        serial = c.get("serial_bound_ips") or 1.0 / (1.0 / c["model_alone_ips"] + 1.0 / c["decode_ceiling_ips"])
+        checks.append(
+            f"default CNN int8: edgecnn / decode ceiling {c['vs_decode_ceiling']:.2f}x (target 0.8x: {verdict(c['vs_decode_ceiling'] >= 0.8)}), "
+            f"edgecnn / Keras user {c['vs_keras_user']:.2f}x (target 1.5x: {verdict(c['vs_keras_user'] >= 1.5)})"
+        )
+        serial = c.get("serial_bound_ips") or 1.0 / (
+            1.0 / c["model_alone_ips"] + 1.0 / c["decode_ceiling_ips"]
+        )
         if c["vs_decode_ceiling"] < 0.8:
             checks.append(
                 f"why the decode-ceiling target is out of reach here: on {r['workers']} cores the int8 CNN costs about as much CPU per "
@@ -189,7 +196,9 @@ def webcam_section() -> str:
     for name in ("read", "capture_wait", "preprocess", "inference", "overlay", "write"):
         if s.get(name, {}).get("count"):
             lines.append(f"| {name} | {s[name]['median']:.3f} | {s[name]['p95']:.3f} |")
-    lines.append(f"| **overhead** (everything but reading the frame and the model) | **{o['median']:.3f}** | {o['p95']:.3f} |")
+    lines.append(
+        f"| **overhead** (everything but reading the frame and the model) | **{o['median']:.3f}** | {o['p95']:.3f} |"
+    )
     lines += [
         "",
         f"- overhead median {o['median']:.2f} ms (target <= 2 ms: {verdict(o['median'] <= 2.0)})",
@@ -215,7 +224,9 @@ def benchmark_section() -> str:
     ]
     for row in rep["rows"]:
         if row["status"] != "ok":
-            lines.append(f"| {row['model']} | {row['provider']} | {row['batch_size']} | {row['status']}: {row['reason']} | | | | | |")
+            lines.append(
+                f"| {row['model']} | {row['provider']} | {row['batch_size']} | {row['status']}: {row['reason']} | | | | | |"
+            )
             continue
         lines.append(
             f"| {row['model']} | {row['provider']} | {row['batch_size']} | {row['median_ms']:.2f} | {row['p95_ms']:.2f} | "
@@ -233,7 +244,16 @@ def reliability_section() -> str:
 
 
 def main() -> None:
-    names = ["train_cats_dogs", "train_horse_or_human", "train_throughput", "export_int8", "classify_e2e", "webcam_stages", "benchmark_cli", "reliability"]
+    names = [
+        "train_cats_dogs",
+        "train_horse_or_human",
+        "train_throughput",
+        "export_int8",
+        "classify_e2e",
+        "webcam_stages",
+        "benchmark_cli",
+        "reliability",
+    ]
     results = [x for x in (load(n) for n in names) if x]
     body = [
         "# Benchmarks\n",

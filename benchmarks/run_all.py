@@ -28,8 +28,20 @@ STEPS = {
     "benchmark_cli": [PY, "benchmarks/benchmark_cli.py"],
 }
 TRAINING = {
-    "train_cats_dogs": [PY, "benchmarks/train_accuracy.py", "../shared/datasets/cats_dogs", "--out", "runs/cats_dogs-cnn"],
-    "train_horse_or_human": [PY, "benchmarks/train_accuracy.py", "../shared/datasets/horse_or_human", "--out", "runs/horse_or_human-cnn"],
+    "train_cats_dogs": [
+        PY,
+        "benchmarks/train_accuracy.py",
+        "../shared/datasets/cats_dogs",
+        "--out",
+        "runs/cats_dogs-cnn",
+    ],
+    "train_horse_or_human": [
+        PY,
+        "benchmarks/train_accuracy.py",
+        "../shared/datasets/horse_or_human",
+        "--out",
+        "runs/horse_or_human-cnn",
+    ],
 }
 
 
@@ -40,7 +52,11 @@ def main() -> None:
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit("the real-photo datasets are not at ../shared/datasets: see benchmarks/README.md")
-    steps = dict(TRAINING) if args.with_training or not (REPO / "runs" / "cats_dogs-cnn" / "model.keras").exists() else {}
+    steps = (
+        dict(TRAINING)
+        if args.with_training or not (REPO / "runs" / "cats_dogs-cnn" / "model.keras").exists()
+        else {}
+    )
     steps.update(STEPS)
     if args.only:
         steps = {k: v for k, v in steps.items() if k in args.only}

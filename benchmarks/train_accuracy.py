@@ -1,6 +1,6 @@
 """Accuracy and wall time of `edgecnn train DATA` with default settings (a fresh process, timed end to end).
 
-    python benchmarks/train_accuracy.py ../shared/datasets/cats_dogs [--out runs/cats_dogs-cnn] [-- extra train options]
+python benchmarks/train_accuracy.py ../shared/datasets/cats_dogs [--out runs/cats_dogs-cnn] [-- extra train options]
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ def main() -> None:
     args = parser.parse_args()
     name = args.data.resolve().name
     out = args.out or Path("runs") / f"{name}-{'-'.join(a.strip('-') for a in args.extra) or 'default'}"
-    cmd = [str(Path(sys.executable).with_name("edgecnn")), "train", str(args.data), "--out", str(out), "--quiet", *args.extra]
+    cmd = [
+        str(Path(sys.executable).with_name("edgecnn")),
+        "train",
+        str(args.data),
+        "--out",
+        str(out),
+        "--quiet",
+        *args.extra,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -35,7 +43,8 @@ def main() -> None:
         f"train_{name}" + ("" if not args.extra else "_" + "_".join(a.strip("-") for a in args.extra)),
         {
             "dataset": name,
-            "train_command": "edgecnn train " + " ".join([f"../shared/datasets/{name}", "--out", str(out), "--quiet", *args.extra]),
+            "train_command": "edgecnn train "
+            + " ".join([f"../shared/datasets/{name}", "--out", str(out), "--quiet", *args.extra]),
             "wall_seconds": round(wall, 1),
             "val_accuracy": report["val_accuracy"],
             "val_images": report["data"]["val_images"],

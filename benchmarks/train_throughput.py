@@ -59,19 +59,31 @@ def main() -> None:
 
     def fit(model, ds, label):
         keras.utils.set_random_seed(0)
-        model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.AdamW(1e-3),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         clock = EpochClock(keras)
         t0 = time.perf_counter()
         model.fit(ds, epochs=args.epochs, verbose=2, callbacks=[clock])
         total = time.perf_counter() - t0
         last = clock.train[-1]
-        results[label] = {"last_epoch_seconds": round(last, 2), "images_per_second": round(n / last, 1), "total_seconds": round(total, 1)}
+        results[label] = {
+            "last_epoch_seconds": round(last, 2),
+            "images_per_second": round(n / last, 1),
+            "total_seconds": round(total, 1),
+        }
         print(label, results[label])
 
     # Baseline: the seeds' pipeline.
     keras.utils.set_random_seed(0)
     base_ds = keras.utils.image_dataset_from_directory(
-        str(splits.train_dir), image_size=(args.img_size, args.img_size), batch_size=args.batch_size, label_mode="int", seed=0
+        str(splits.train_dir),
+        image_size=(args.img_size, args.img_size),
+        batch_size=args.batch_size,
+        label_mode="int",
+        seed=0,
     )
     built = build_cnn(spec, len(splits.classes))
     inputs = keras.Input(spec.shape)
@@ -80,16 +92,29 @@ def main() -> None:
 
     # edgecnn: cached decode, augmentation in tf.data, prefetch.
     t0 = time.perf_counter()
-    ds, _, kept = make_dataset(splits.train, spec, args.batch_size, shuffle=True, seed=0, augment=build_augmenter(keras, 0))
+    ds, _, kept = make_dataset(
+        splits.train, spec, args.batch_size, shuffle=True, seed=0, augment=build_augmenter(keras, 0)
+    )
     decode = time.perf_counter() - t0
     fit(build_cnn(spec, len(splits.classes)).model, ds, "edgecnn")
     results["edgecnn"]["decode_and_cache_seconds"] = round(decode, 2)
 
-    ratio = results["edgecnn"]["images_per_second"] / results["baseline_image_dataset_from_directory"]["images_per_second"]
+    ratio = (
+        results["edgecnn"]["images_per_second"]
+        / results["baseline_image_dataset_from_directory"]["images_per_second"]
+    )
     print(f"edgecnn / baseline training throughput: {ratio:.2f}x")
     write_result(
         "train_throughput",
-        {"dataset": "cats_dogs/train", "images": n, "img_size": args.img_size, "batch_size": args.batch_size, "epochs": args.epochs, "results": results, "ratio": round(ratio, 3)},
+        {
+            "dataset": "cats_dogs/train",
+            "images": n,
+            "img_size": args.img_size,
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "results": results,
+            "ratio": round(ratio, 3),
+        },
     )
 
 

@@ -20,7 +20,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO / "runs" / "cats_dogs-cnn" / "model.int8.onnx")
     parser.add_argument("--video", type=Path, default=REPO / "samples" / "shapes.mp4")
-    parser.add_argument("--repeat", type=int, default=3, help="Loops over the video (more frames, steadier medians).")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="Loops over the video (more frames, steadier medians)."
+    )
     args = parser.parse_args()
     args = argparse.Namespace(**{k: v.resolve() if isinstance(v, Path) else v for k, v in vars(args).items()})
 

@@ -132,7 +132,9 @@ class SequentialSource:
         t = time.perf_counter()
         first = self.capture.read()
         if first is None:
-            raise SourceError(f"{self.description} opened but gave no frame (empty, unsupported codec or not a video)")
+            raise SourceError(
+                f"{self.description} opened but gave no frame (empty, unsupported codec or not a video)"
+            )
         self._queue.put((first, (time.perf_counter() - t) * 1000))
         self._thread = threading.Thread(target=self._run, name="edgecnn-reader", daemon=True)
         self._thread.start()
@@ -396,27 +398,8 @@ def _open_camera(
         raise SourceError(
             f"camera {index} opened but gave no frame (in use by another program, or no permission)"
         )
-    pending = [first]
-    box = {"capture": capture}
-
-    def reader() -> np.ndarray | None:
-        if pending:
-            return pending.pop()
-        return box["capture"].read()
-
-    def reopen() -> Callable[[], np.ndarray | None] | None:
-        box["capture"].release()
-        box["capture"] = Capture(index, width, height)
-        return box["capture"].read if box["capture"].opened() else None
-
-    return LatestFrameSource(
-        reader,
-        reopen,
-        f"camera {index}",
-        capture.fps(),
-        max_retries,
-        on_event=on_event,
-        release=lambda: box["capture"].release(),
+    return _live_source(
+        capture, first, lambda: Capture(index, width, height), f"camera {index}", max_retries, on_event
     )
 
 
@@ -432,6 +415,18 @@ def _open_stream(url: str, max_retries: int, on_event: Any) -> LatestFrameSource
     if first is None:
         capture.release()
         raise SourceError(f"the stream {url} opened but sent no frame")
+    return _live_source(capture, first, lambda: Capture(url), f"stream {url}", max_retries, on_event)
+
+
+def _live_source(
+    capture: Capture,
+    first: np.ndarray,
+    reconnect: Callable[[], Capture],
+    description: str,
+    max_retries: int,
+    on_event: Any,
+) -> LatestFrameSource:
+    """A latest-frame source over an opened capture whose first frame was already read."""
     pending = [first]
     box = {"capture": capture}
 
@@ -442,13 +437,13 @@ def _open_stream(url: str, max_retries: int, on_event: Any) -> LatestFrameSource
 
     def reopen() -> Callable[[], np.ndarray | None] | None:
         box["capture"].release()
-        box["capture"] = Capture(url)
+        box["capture"] = reconnect()
         return box["capture"].read if box["capture"].opened() else None
 
     return LatestFrameSource(
         reader,
         reopen,
-        f"stream {url}",
+        description,
         capture.fps(),
         max_retries,
         on_event=on_event,
