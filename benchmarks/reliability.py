@@ -309,7 +309,7 @@ def markdown(data: dict) -> str:
         f"tracebacks: {sum(r['tracebacks'] for r in c['runs'].values())}; outcomes not as documented: "
         f"{sum(len(r['outcome_problems']) for r in c['runs'].values())}; exit codes {', '.join(str(r['exit_code']) for r in c['runs'].values())} | "
         f"{'as documented' if data['corpus_ok'] else '**not as documented**'} |",
-        f"| `classify` killed with SIGKILL, then `--resume` ({k['files']} files; .csv, .jsonl, .json) | {k['trials']} trials, "
+        f"| `classify` killed with SIGKILL, then `--resume` ({k['files']:,} files; .csv, .jsonl, .json) | {k['trials']} trials, "
         f"{k['killed_mid_run']} killed mid-run | invalid files {k['invalid_files_after_kill']}, lost {k['lost_results']}, "
         f"duplicated {k['duplicated_results']}, wrong {k['wrong_results']} | {'consistent' if data['crash_ok'] else '**inconsistent**'} |",
     ]
@@ -348,6 +348,7 @@ def main() -> None:
     parser.add_argument("--export-trials", type=int, default=4)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.argv[0] = str(Path(sys.argv[0]).resolve())  # recorded in the result file after the chdir below
     os.chdir(REPO)  # run folders record their data relative to the repository
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-reliability-") as tmp:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import ConfigError
-from edgecnn.outputs import ResultWriter, Row, read_done
+from edgecnn.outputs import ResultWriter, Row, read_statuses
 from edgecnn.runtime import Predictor
 from edgecnn.sorting import Sorter
 from edgecnn.sources import decode_parallel, default_workers, iter_image_files
@@ -65,6 +65,7 @@ class ClassifySummary:
     classified: int = 0
     skipped: int = 0
     already_done: int = 0
+    already_skipped: int = 0  # of already_done: rows an earlier run recorded as skipped
     per_label: Counter[str] = field(default_factory=Counter)
     skipped_examples: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -85,6 +86,7 @@ class ClassifySummary:
             "classified": self.classified,
             "skipped": self.skipped,
             "already_done": self.already_done,
+            "already_skipped": self.already_skipped,
             "per_label": dict(sorted(self.per_label.items())),
             "skipped_examples": [{"path": p, "reason": r} for p, r in self.skipped_examples],
             "seconds": round(self.seconds, 3),
@@ -131,7 +133,7 @@ def classify_paths(
         workers=workers,
         batch_size=config.batch_size,
     )
-    done = read_done(config.output) if (config.output and config.resume) else set()
+    done = read_statuses(config.output) if (config.output and config.resume) else {}
     writer = ResultWriter(config.output, resume=config.resume, force=config.force) if config.output else None
     sorter = (
         Sorter(config.sort_into, move=config.move, min_confidence=config.min_confidence)
@@ -148,8 +150,10 @@ def classify_paths(
         for path in iter_image_files(
             config.paths, recursive=config.recursive, skipped=listing_skips, exclude=config.sort_into
         ):
-            if str(path) in done:
+            status = done.get(str(path))
+            if status is not None:
                 summary.already_done += 1
+                summary.already_skipped += status != "ok"
                 continue
             yield path
 

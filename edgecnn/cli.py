@@ -65,6 +65,29 @@ def main(
     ] = False,
 ) -> None:
     """From a folder of labelled photos to a small, fast ONNX image classifier at the edge."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:  # file names that are not valid UTF-8 must print, not crash
+                stream.reconfigure(errors="surrogateescape")
+            except (ValueError, OSError):
+                pass
+    _graceful_sigterm()
+
+
+def _graceful_sigterm() -> None:
+    """SIGTERM (kill, docker stop) stops like Ctrl-C: results so far are kept and the exit code is 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        try:
+            signal.signal(signal.SIGTERM, interrupt)
+        except (ValueError, OSError):
+            pass
 
 
 def say(message: str) -> None:
@@ -169,6 +192,11 @@ def train(
         f"run folder: {result.run_dir}  (model.keras, report.json, curves.png, confusion_matrix.png, misclassified.png)"
     )
     say(f"next: edgecnn export {result.run_dir} --int8")
+    if result.interrupted:
+        raise typer.Exit(code=130)
+    if result.skipped:
+        say(f"{len(result.skipped)} file(s) were skipped (listed in report.json)")
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -323,6 +351,8 @@ def export(
         )
     if as_json:
         out.print_json(json.dumps(summary))
+    if q is not None and q.skipped:
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -447,7 +477,7 @@ def classify(
         out.print_json(json.dumps(summary.to_dict()))
     if summary.interrupted:
         raise typer.Exit(code=130)
-    if summary.skipped:
+    if summary.skipped or summary.already_skipped:
         raise typer.Exit(code=1)
 
 
@@ -632,8 +662,12 @@ def webcam(
 @app.command()
 @handle_errors
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the demo writes its data, run and results.")] = Path("demo"),
-    samples: Annotated[Path, typer.Option(help="Sample images and video (generated when missing).")] = Path("samples"),
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes its data, run and results.")] = Path(
+        "demo"
+    ),
+    samples: Annotated[Path, typer.Option(help="Sample images and video (generated when missing).")] = Path(
+        "samples"
+    ),
 ) -> None:
     """The whole product offline: generate data, train, export fp32 and int8, classify, webcam (headless)."""
     from edgecnn.demo import run_demo
@@ -651,15 +685,28 @@ def _csv_list(text: str, what: str) -> list[str]:
 @app.command()
 @handle_errors
 def benchmark(
-    models: Annotated[list[Path], typer.Argument(help="edgecnn .onnx models; the first is the baseline of the ratios.")],
+    models: Annotated[
+        list[Path], typer.Argument(help="edgecnn .onnx models; the first is the baseline of the ratios.")
+    ],
     provider: Annotated[str, typer.Option(help="Comma-separated providers: cpu, cuda, tensorrt.")] = "cpu",
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
-    threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads [default: one per physical core].")] = None,
-    data: Annotated[Path | None, typer.Option(help="Labelled folder: time real images, and measure accuracy and agreement.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="ONNX Runtime intra-op threads [default: one per physical core].")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Labelled folder: time real images, and measure accuracy and agreement."),
+    ] = None,
     runs: Annotated[int, typer.Option(help="Timed runs per row (after warm-up).")] = 50,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up runs per row.")] = 5,
-    peak_seconds: Annotated[float, typer.Option(help="Seconds spent measuring the machine's peak per precision (0: skip the roofline).")] = 2.0,
-    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the full report as JSON to this file ('-' for stdout).")] = None,
+    peak_seconds: Annotated[
+        float,
+        typer.Option(help="Seconds spent measuring the machine's peak per precision (0: skip the roofline)."),
+    ] = 2.0,
+    json_file: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the full report as JSON to this file ('-' for stdout)."),
+    ] = None,
 ) -> None:
     """Latency, throughput, memory and roofline of models x providers x batch sizes, side by side."""
     from edgecnn.bench import format_accuracy, format_table, run_benchmark
@@ -696,7 +743,9 @@ def benchmark(
 @app.command()
 @handle_errors
 def doctor(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (for bug reports).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (for bug reports).")
+    ] = False,
     cameras: Annotated[int, typer.Option(help="Camera indices to try opening.")] = 2,
 ) -> None:
     """Why is it not using my GPU? ONNX Runtime, providers, CUDA libraries, OpenCV, cameras, CPU."""

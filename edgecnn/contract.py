@@ -150,6 +150,8 @@ class ModelContract:
                 )
             if any(ord(ch) < 32 for ch in label):
                 raise ContractError(f"label {label!r} contains control characters")
+            if not _is_utf8(label):
+                raise ContractError(f"label {label!r} is not valid Unicode text (a lone surrogate)")
         if len(set(labels)) != len(labels):
             raise ContractError("the contract's labels are not unique")
         object.__setattr__(self, "labels", tuple(labels))
@@ -259,7 +261,7 @@ class ModelContract:
                 f"the edgecnn metadata is {len(text)} bytes; at most {MAX_JSON_BYTES} are accepted"
             )
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:
             raise ContractError(f"the edgecnn metadata is not valid JSON ({str(exc)[:80]})") from None
         return cls.from_dict(data)
@@ -288,9 +290,29 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf, which to_json could not write back
+        raise ValueError(f"{text[:20]} is out of range")
+    return value

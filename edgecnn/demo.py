@@ -66,7 +66,9 @@ def make_samples(folder: str | Path = "samples", seed: int = 7) -> list[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
     _write_awkward_samples(images, written)
     video = folder / "shapes.mp4"
-    write_video(video, classes=DEFAULT_CLASSES, seconds_per_class=2.0, fps=15, width=640, height=480, seed=seed)
+    write_video(
+        video, classes=DEFAULT_CLASSES, seconds_per_class=2.0, fps=15, width=640, height=480, seed=seed
+    )
     written.append(video)
     return written
 
@@ -87,7 +89,13 @@ def _write_awkward_samples(images: Path, written: list[Path]) -> None:
 def make_data(root: Path) -> Path:
     """The recipe's generated dataset (train/val/test of class folders)."""
     if not (root / "test").is_dir():
-        write_dataset(root, classes=RECIPE["classes"], per_class=RECIPE["split"], size=RECIPE["image_size"], seed=RECIPE["data_seed"])
+        write_dataset(
+            root,
+            classes=RECIPE["classes"],
+            per_class=RECIPE["split"],
+            size=RECIPE["image_size"],
+            seed=RECIPE["data_seed"],
+        )
     return root
 
 
@@ -148,7 +156,9 @@ def run_demo(
     step("evaluating both models on the held-out test split")
     fp32_eval = run_on_folder(load_model(exported.output, provider="cpu"), data / "test")
     int8_eval = run_on_folder(load_model(exported.int8.output, provider="cpu"), data / "test")
-    log(f"  fp32 {fp32_eval.metrics.accuracy * 100:.2f}%, int8 {int8_eval.metrics.accuracy * 100:.2f}% on {fp32_eval.metrics.count} images")
+    log(
+        f"  fp32 {fp32_eval.metrics.accuracy * 100:.2f}%, int8 {int8_eval.metrics.accuracy * 100:.2f}% on {fp32_eval.metrics.count} images"
+    )
 
     step(f"classifying the sample images in {samples} with the int8 model")
     predictor = Predictor(exported.int8.output, provider="auto")
@@ -161,7 +171,11 @@ def run_demo(
     step(f"running the webcam loop headless on {samples / 'shapes.mp4'}")
     recording = work / "webcam.mp4"
     source = open_source(source=str(samples / "shapes.mp4"))
-    cam = run_webcam(source, predictor, WebcamConfig(display=False, record=recording, jsonl=work / "webcam.jsonl", force=True))
+    cam = run_webcam(
+        source,
+        predictor,
+        WebcamConfig(display=False, record=recording, jsonl=work / "webcam.jsonl", force=True),
+    )
     for line in format_summary(cam).splitlines():
         log("  " + line)
 
@@ -184,14 +198,22 @@ def run_demo(
     log(f"  confusion matrix     {run_dir / 'confusion_matrix.png'}")
     log(f"  misclassified        {run_dir / 'misclassified.png'}")
     log(f"  training report      {run_dir / 'report.json'}")
-    log(f"  models               {exported.output} ({exported.size_bytes / 1e6:.2f} MB), {exported.int8.output} ({exported.int8.int8_size / 1e6:.2f} MB)")
+    log(
+        f"  models               {exported.output} ({exported.size_bytes / 1e6:.2f} MB), {exported.int8.output} ({exported.int8.int8_size / 1e6:.2f} MB)"
+    )
     log(f"  classify results     {results} and {work / 'results.jsonl'}")
     log(f"  webcam recording     {recording} (and {work / 'webcam.jsonl'})")
-    log(f"  accuracy (held-out test split, {result.test_images} images): fp32 {result.fp32_accuracy * 100:.2f}%, int8 {result.int8_accuracy * 100:.2f}%")
+    log(
+        f"  accuracy (held-out test split, {result.test_images} images): fp32 {result.fp32_accuracy * 100:.2f}%, int8 {result.int8_accuracy * 100:.2f}%"
+    )
     return result
 
 
-def build_models(models_dir: str | Path = "models", workdir: str | Path = "build/models", log: Callable[[str], None] = print) -> dict[str, Any]:
+def build_models(
+    models_dir: str | Path = "models",
+    workdir: str | Path = "build/models",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Train and export the shipped default model into ``models/`` and write its model card (``make models``)."""
     from edgecnn.evaluate import load_model, run_on_folder
     from edgecnn.export import export_all
@@ -207,7 +229,15 @@ def build_models(models_dir: str | Path = "models", workdir: str | Path = "build
     fp32 = models / DEFAULT_MODEL_NAME.replace(".int8.onnx", ".onnx")
     int8 = models / DEFAULT_MODEL_NAME
     log("exporting...")
-    exported = export_all(run_dir, output=fp32, int8=True, int8_output=int8, eval_dir=data / "test", force=True, log=lambda m: log("  " + m))
+    exported = export_all(
+        run_dir,
+        output=fp32,
+        int8=True,
+        int8_output=int8,
+        eval_dir=data / "test",
+        force=True,
+        log=lambda m: log("  " + m),
+    )
     assert exported.int8 is not None
     fp32_eval = run_on_folder(load_model(fp32, provider="cpu"), data / "test")
     int8_eval = run_on_folder(load_model(int8, provider="cpu"), data / "test")
@@ -218,7 +248,9 @@ def build_models(models_dir: str | Path = "models", workdir: str | Path = "build
         "test_images": fp32_eval.metrics.count,
         "fp32_test_accuracy": fp32_eval.metrics.accuracy,
         "int8_test_accuracy": int8_eval.metrics.accuracy,
-        "top1_agreement": float((fp32_eval.probabilities.argmax(1) == int8_eval.probabilities.argmax(1)).mean()),
+        "top1_agreement": float(
+            (fp32_eval.probabilities.argmax(1) == int8_eval.probabilities.argmax(1)).mean()
+        ),
         "fp32_bytes": fp32.stat().st_size,
         "int8_bytes": int8.stat().st_size,
         "parity_max_abs_diff": exported.parity.max_abs_diff,

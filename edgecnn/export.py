@@ -41,6 +41,7 @@ class ParityReport:
     max_abs_diff: float
     top1_agreement: float
     source: str
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -174,10 +175,13 @@ def check_parity(
     from edgecnn.runtime import Predictor
 
     predictor = Predictor(onnx_path, provider="cpu")
+    skipped: list[tuple[Path, str]] = []
     diffs: list[float] = []
     agree = 0
     total = 0
-    for batch, _, _, _ in iter_batches(samples, contract, batch_size=16, workers=None):
+    for batch, _, _, bad in iter_batches(samples, contract, batch_size=16, workers=None):
+        for path, reason in bad:
+            skipped.append((path, reason))
         if not len(batch):
             continue
         p_keras = np.asarray(keras_model(batch, training=False))
@@ -187,7 +191,9 @@ def check_parity(
         total += len(batch)
     if not total:
         raise ExportError(f"no readable images in {source} to check the export against Keras")
-    return ParityReport(images=total, max_abs_diff=max(diffs), top1_agreement=agree / total, source=source)
+    return ParityReport(
+        images=total, max_abs_diff=max(diffs), top1_agreement=agree / total, source=source, skipped=skipped
+    )
 
 
 def export_model(
@@ -252,6 +258,8 @@ def export_model(
     with atomic_output(out_path, force) as tmp:
         save_onnx(proto, tmp)
         parity = check_parity(keras_model, tmp, contract, samples, sample_source)
+        for path, reason in parity.skipped[:5]:
+            say(f"skipped parity image {path}: {reason}")
         say(parity.describe())
         if not parity.passed:
             raise ExportError(f"parity gate failed: {parity.describe()}; nothing was written to {out_path}")

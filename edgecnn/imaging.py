@@ -134,6 +134,7 @@ def _decode_stream(stream: BinaryIO, draft_size: tuple[int, int] | None) -> np.n
     stream.seek(0)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the image itself still decodes
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(stream)
             fmt = img.format or "unknown"

@@ -25,7 +25,11 @@ def capture_native_output() -> Iterator[list[str]]:
     """
     lines: list[str] = []
     py_out, py_err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(py_out), contextlib.redirect_stderr(py_err), warnings.catch_warnings(record=True) as caught:
+    with (
+        contextlib.redirect_stdout(py_out),
+        contextlib.redirect_stderr(py_err),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         with _capture_descriptors(lines):
             yield lines

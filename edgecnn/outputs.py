@@ -22,6 +22,9 @@ from edgecnn.errors import OutputError
 
 FORMATS = (".csv", ".jsonl", ".json")
 CSV_FIELDS = ("path", "status", "label", "confidence", "top_k", "error")
+#: JSON must be UTF-8: a file name that is not (a lone surrogate after os.fsdecode) is written as the JSON
+#: escape ``\udcXX``, which json.loads reads back as the same path.
+JSON_ERRORS = "backslashreplace"
 
 
 @dataclass
@@ -63,8 +66,17 @@ def read_done(path: Path) -> set[str]:
     Raises:
         OutputError: The file exists but is not a result file of the expected format.
     """
+    return set(read_statuses(path))
+
+
+def read_statuses(path: Path) -> dict[str, str]:
+    """{path: status} of the rows already in an output file; a torn last line is ignored.
+
+    Raises:
+        OutputError: The file exists but is not a result file of the expected format.
+    """
     if not path.exists() or path.stat().st_size == 0:
-        return set()
+        return {}
     fmt = format_of(path)
     text = path.read_text(encoding="utf-8", errors="surrogateescape")
     try:
@@ -72,16 +84,17 @@ def read_done(path: Path) -> set[str]:
             data = json.loads(text)
             if not isinstance(data, list):
                 raise ValueError("not a JSON array")
-            return {str(item["path"]) for item in data}
+            return {str(item["path"]): str(item.get("status", "ok")) for item in data}
         lines = text.split("\n")
         complete = lines[:-1]  # whatever follows the last newline is a torn write
         if fmt == ".jsonl":
-            return {str(json.loads(line)["path"]) for line in complete if line.strip()}
+            rows = [json.loads(line) for line in complete if line.strip()]
+            return {str(r["path"]): str(r.get("status", "ok")) for r in rows}
         reader = csv.DictReader(io.StringIO("\n".join(complete) + "\n"))
         if reader.fieldnames is None or "path" not in reader.fieldnames:
             raise ValueError("no 'path' column")
-        return {row["path"] for row in reader if row.get("path") is not None}
-    except (ValueError, KeyError, TypeError) as exc:
+        return {row["path"]: row.get("status") or "ok" for row in reader if row.get("path") is not None}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OutputError(f"cannot resume from {path}: it is not an edgecnn result file ({exc})") from None
 
 
@@ -115,7 +128,7 @@ class ResultWriter:
         self._dirty = False
         if self.format == ".json":
             if exists and resume:
-                self._json_rows = json.loads(self.path.read_text(encoding="utf-8"))
+                self._json_rows = json.loads(self.path.read_text(encoding="utf-8", errors="surrogateescape"))
             elif exists:
                 self._write_json()
             return
@@ -140,8 +153,8 @@ class ResultWriter:
         if keep != len(data):
             os.truncate(self.path, keep)
 
-    def _write_bytes(self, text: str) -> None:
-        data = text.encode("utf-8", "surrogateescape")
+    def _write_bytes(self, text: str, errors: str = "surrogateescape") -> None:
+        data = text.encode("utf-8", errors)
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -158,8 +171,10 @@ class ResultWriter:
             if time.monotonic() - self._last_json >= self.json_interval:
                 self._write_json()
             return
+        errors = "surrogateescape"  # CSV: a file name that is not UTF-8 keeps its original bytes
         if self.format == ".jsonl":
             text = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in rows)
+            errors = JSON_ERRORS
         else:
             text = _csv_text(
                 [
@@ -174,13 +189,12 @@ class ResultWriter:
                     for r in rows
                 ]
             )
-        self._write_bytes(
-            text
-        )  # one write per batch: a kill leaves whole batches, or a torn last line at worst
+        # One write per batch: a kill leaves whole batches, or a torn last line at worst.
+        self._write_bytes(text, errors)
 
     def _write_json(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.partial")
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        with open(tmp, "w", encoding="utf-8", errors=JSON_ERRORS) as fh:
             json.dump(self._json_rows, fh, ensure_ascii=False, indent=1)
             fh.write("\n")
             fh.flush()

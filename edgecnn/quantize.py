@@ -71,6 +71,7 @@ class QuantizeResult:
     latency_batch: int
     candidates: list[Candidate] = field(default_factory=list)
     max_accuracy_drop: float = 1.0
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # calibration and evaluation files
 
     @property
     def speedup(self) -> float:
@@ -102,6 +103,7 @@ class QuantizeResult:
             "speedup": round(self.speedup, 3),
             "max_accuracy_drop_pp": self.max_accuracy_drop,
             "candidates": [c.to_dict() for c in self.candidates],
+            "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
         }
 
 
@@ -260,8 +262,8 @@ def quantize_model(
     calib_count = sum(len(b) for b in calib)
     if not calib_count:
         raise DatasetError(f"none of the calibration images in {calib_source} could be read")
-    for path, reason in calib_bad[:5]:
-        say(f"skipped calibration file {path}: {reason}")
+    _log_skipped(say, "calibration", calib_bad)
+    eval_bad: list[tuple[Path, str]] = []
     eval_batches: list[np.ndarray] = []
     eval_labels: np.ndarray = np.zeros(0, np.int64)
     fp32_probs = None
@@ -269,8 +271,7 @@ def quantize_model(
     if eval_samples:
         say(f"decoding {len(eval_samples)} evaluation images...")
         eval_batches, label_batches, eval_bad = decode_batches(eval_samples, contract, batch_size=32)
-        for path, reason in eval_bad[:5]:
-            say(f"skipped evaluation file {path}: {reason}")
+        _log_skipped(say, "evaluation", eval_bad)
         eval_labels = np.concatenate(label_batches) if label_batches else eval_labels
         fp32_probs = predict_all(fp32_path, eval_batches)
         labelled = eval_labels >= 0
@@ -373,7 +374,15 @@ def quantize_model(
         latency_batch=latency_batch,
         candidates=candidates,
         max_accuracy_drop=max_accuracy_drop,
+        skipped=list(dict.fromkeys([*calib_bad, *eval_bad])),
     )
+
+
+def _log_skipped(say: Any, use: str, skipped: Sequence[tuple[Path, str]], shown: int = 5) -> None:
+    for path, reason in skipped[:shown]:
+        say(f"skipped {use} file {path}: {reason}")
+    if len(skipped) > shown:
+        say(f"... and {len(skipped) - shown} more skipped {use} file(s) (--json lists them all)")
 
 
 def _score(candidate: Candidate) -> str:

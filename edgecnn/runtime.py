@@ -215,7 +215,11 @@ class Predictor:
         wanted = ["cuda"] if provider == "auto" else [provider]
         if provider == "auto" and ("CUDAExecutionProvider" not in available or not has_nvidia_device()):
             session = self._create(["CPUExecutionProvider"], threads)
-            note = "CUDA is listed by ONNX Runtime but no NVIDIA GPU is visible" if "CUDAExecutionProvider" in available else None
+            note = (
+                "CUDA is listed by ONNX Runtime but no NVIDIA GPU is visible"
+                if "CUDAExecutionProvider" in available
+                else None
+            )
             return session, SessionInfo("cpu", session.get_providers(), provider, note, threads, options)
         name = PROVIDERS[wanted[0]]
         if name not in available:

@@ -193,7 +193,9 @@ def _gradient(size: int, rng: np.random.Generator, strength: float) -> np.ndarra
     return g * strength
 
 
-def _contrasting_colour(canvas: np.ndarray, mask: np.ndarray, rng: np.random.Generator, min_gap: float = 60.0) -> np.ndarray:
+def _contrasting_colour(
+    canvas: np.ndarray, mask: np.ndarray, rng: np.random.Generator, min_gap: float = 60.0
+) -> np.ndarray:
     """A random colour whose brightness differs from the background around the shape by at least ``min_gap``."""
     weights = mask[:, :, 0]
     if weights.sum() > 0:

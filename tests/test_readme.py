@@ -21,7 +21,9 @@ def test_readme_starts_with_exactly_two_setup_commands():
 
 def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
-    commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    commands = [
+        line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert setup_commands()[1] in commands
 
 
@@ -54,7 +56,17 @@ def test_cli_train_defaults_match_the_library():
     command = typer.main.get_command(app).commands["train"]
     defaults = {p.name: p.default for p in command.params}
     lib = {f.name: f.default for f in fields(TrainConfig)}
-    for name in ("epochs", "batch_size", "seed", "patience", "base_filters", "weights", "fine_tune_epochs", "img_size", "learning_rate"):
+    for name in (
+        "epochs",
+        "batch_size",
+        "seed",
+        "patience",
+        "base_filters",
+        "weights",
+        "fine_tune_epochs",
+        "img_size",
+        "learning_rate",
+    ):
         assert defaults[name] == lib[name], name
 
 

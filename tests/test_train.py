@@ -105,7 +105,7 @@ def test_cli_train_grey_awkward_files_lists_skipped(tmp_path):
             "--quiet",
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a file was skipped
     assert "broken.jpg" in result.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["channels"] == 1 and report["contract"]["input"]["color_order"] == "GRAY"

@@ -1,0 +1,235 @@
+"""Safety: no code from model files, no pickle, models that contradict themselves are refused, --sort-into
+stays inside its folder, and nothing on the inference path opens a network connection unless asked to."""
+
+from __future__ import annotations
+
+import ast
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnxmodels import mean_colour_model, solid
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgecnn.cli import app
+from edgecnn.contract import METADATA_KEY, InputSpec, ModelContract
+from edgecnn.errors import ContractError, ModelFileError
+from edgecnn.onnxfile import set_contract
+from edgecnn.runtime import Predictor
+
+runner = CliRunner()
+PACKAGE = Path(__file__).resolve().parents[1] / "edgecnn"
+COLOURS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230)}
+
+
+# --- no code from files -------------------------------------------------------------------------------------
+
+UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
+
+
+def test_no_pickle_or_eval_anywhere_in_the_package():
+    offences = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offences += [
+                f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in UNSAFE_MODULES
+            ]
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = (
+                    func.id
+                    if isinstance(func, ast.Name)
+                    else func.attr
+                    if isinstance(func, ast.Attribute)
+                    else ""
+                )
+                if name in ("eval", "exec", "__import__"):
+                    offences.append(f"{path.name}:{node.lineno} calls {name}")
+                for kw in node.keywords:
+                    if kw.arg in ("allow_pickle", "safe_mode") and not (
+                        isinstance(kw.value, ast.Constant) and kw.value.value is (kw.arg == "safe_mode")
+                    ):
+                        offences.append(f"{path.name}:{node.lineno} passes {kw.arg}={ast.unparse(kw.value)}")
+    assert not offences, offences
+
+
+def test_keras_model_with_a_lambda_layer_is_refused(tmp_path):
+    from edgecnn.evaluate import load_keras_model
+    from edgecnn.models import import_keras
+
+    keras, _ = import_keras()
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
+    outputs = keras.layers.GlobalAveragePooling2D()(outputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(outputs)
+    path = tmp_path / "model.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(ModelFileError, match="cannot load Keras model.*`Lambda` layer.*arbitrary code"):
+        load_keras_model(path)
+    contract = ModelContract(labels=("a", "b"), input=InputSpec.square(8))
+    (tmp_path / "report.json").write_text(json.dumps({"contract": contract.to_dict()}))
+    data = tmp_path / "data"
+    for label in ("a", "b"):
+        (data / label).mkdir(parents=True)
+        Image.fromarray(solid((10, 200, 10), 8)).save(data / label / "x.png")
+    result = runner.invoke(app, ["evaluate", str(path), str(data)])
+    assert result.exit_code == 2, result.output
+    assert "cannot load Keras model" in result.stderr and "Traceback" not in result.output
+
+
+# --- models that contradict themselves ---------------------------------------------------------------------
+
+
+def with_contract(tmp_path: Path, name: str, **changes) -> Path:
+    """The mean-colour model (16x16x3 -> 3 labels) with its contract changed; written without checks."""
+    path = mean_colour_model(tmp_path / f"{name}.onnx")
+    model = onnx.load(str(path))
+    base = ModelContract(labels=("red", "green", "blue"), input=InputSpec.square(16), arch="test")
+    set_contract(model, base.with_updates(**changes))
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"labels": ("red", "green", "blue", "white")}, "lists 4 labels, the graph outputs 3"),
+        ({"labels": ("red", "green")}, "lists 2 labels, the graph outputs 3"),
+        ({"input": InputSpec(height=16, width=20)}, "input width 20, the graph takes 16"),
+        ({"input": InputSpec.square(16, channels=1)}, "input channels 1, the graph takes 3"),
+        ({"input": InputSpec(height=16, width=16, name="pixels")}, "names input 'pixels'"),
+        ({"output_name": "scores"}, "names output 'scores'"),
+    ],
+)
+def test_contract_that_disagrees_with_its_graph_is_refused(tmp_path, changes, message):
+    path = with_contract(tmp_path, "bad", **changes)
+    with pytest.raises(ContractError, match=message):
+        Predictor(path, provider="cpu")
+    image = tmp_path / "x.png"
+    Image.fromarray(solid(COLOURS["red"])).save(image)
+    result = runner.invoke(app, ["classify", str(image), "--model", str(path)])
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_label_that_is_not_unicode_text_is_refused(tmp_path):
+    """A lone surrogate in a label would break every result file and folder name later: refused at once."""
+    path = mean_colour_model(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    text = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    text.value = text.value.replace('"red"', '"\\ud800"')
+    onnx.save(model, str(path))
+    with pytest.raises(ContractError, match="not valid Unicode"):
+        Predictor(path, provider="cpu")
+
+
+# --- --sort-into never escapes ------------------------------------------------------------------------------
+
+HOSTILE_LABELS = [
+    ("../../escape", "/abs/path", ".."),
+    (".", "a/../../b", "C:\\Windows\\x"),
+    (".hidden", "~", "sub/dir"),
+    ("$HOME", "x" * 200, "..\\..\\up"),
+]
+
+
+def tree(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("labels", HOSTILE_LABELS, ids=range(len(HOSTILE_LABELS)))
+def test_sort_into_stays_inside_its_folder_whatever_the_labels(tmp_path, labels):
+    work = tmp_path / "work"
+    photos = work / "deep" / "photos"
+    photos.mkdir(parents=True)
+    for name, colour in COLOURS.items():
+        Image.fromarray(solid(colour)).save(photos / f"{name}.png")
+    model = mean_colour_model(tmp_path / "hostile.onnx", labels=labels)
+    target = work / "deep" / "sorted"
+    before = tree(tmp_path)
+    result = runner.invoke(
+        app, ["classify", str(photos), "--model", str(model), "--sort-into", str(target), "-q", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    new = tree(tmp_path) - before
+    outside = [p for p in new if not p.resolve().is_relative_to(target.resolve())]
+    assert not outside, outside
+    placed = [p for p in new if p.is_file()]
+    assert len(placed) == 3 and all(p.parent.parent == target for p in placed)
+    assert all(not p.parent.name.startswith(".") and p.parent.name not in ("", ".", "..") for p in placed)
+
+
+# --- no network unless a stream was asked for ---------------------------------------------------------------
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    """Every attempt to reach the network (DNS included) fails and is recorded; local sockets still work."""
+    attempts: list[str] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def refuse(what):
+        attempts.append(str(what))
+        raise OSError(101, f"network access blocked by the test: {what}")
+
+    def connect(self, address):
+        if self.family == getattr(socket, "AF_UNIX", None):
+            return real_connect(self, address)
+        refuse(address)
+
+    def connect_ex(self, address):
+        if self.family == getattr(socket, "AF_UNIX", None):
+            return real_connect_ex(self, address)
+        refuse(address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: refuse(address))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: refuse(host))
+    monkeypatch.setattr(socket, "gethostbyname", lambda host: refuse(host))
+    return attempts
+
+
+def test_inference_commands_work_without_network(no_network, tmp_path):
+    from edgecnn.synthetic import write_video
+
+    model = mean_colour_model(tmp_path / "m.onnx")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, colour in COLOURS.items():
+        Image.fromarray(solid(colour)).save(photos / f"{name}.png")
+    video = tmp_path / "clip.mp4"
+    write_video(video, seconds_per_class=0.5, fps=10, width=160, height=120)
+    commands = [
+        ["classify", str(photos), "--model", str(model), "-o", str(tmp_path / "r.csv")],
+        ["webcam", "--model", str(model), "--source", str(video), "--no-display", "--max-frames", "10"],
+        ["info", str(model)],
+    ]
+    for args in commands:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args[0], result.output)
+    assert no_network == []
+
+
+def test_the_network_guard_works_a_stream_url_is_refused(no_network, tmp_path):
+    model = mean_colour_model(tmp_path / "m.onnx")
+    result = runner.invoke(app, ["webcam", "--model", str(model), "--source", "rtsp://192.0.2.1/stream"])
+    assert result.exit_code == 2 and "cannot reach" in result.stderr, result.output
+    assert no_network, "a stream URL should have tried to connect"
+
+
+def test_predictor_output_is_finite_for_extreme_inputs(tmp_path):
+    predictor = Predictor(mean_colour_model(tmp_path / "m.onnx"), provider="cpu")
+    batch = np.stack([np.zeros((16, 16, 3)), np.full((16, 16, 3), 255.0)]).astype(np.float32)
+    probs = predictor.predict_batch(batch)
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-5)
