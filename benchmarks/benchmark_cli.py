@@ -32,7 +32,7 @@ def main() -> None:
             data_dir=data / "val",
         )
         vgg = run_benchmark([vgg_fp32, vgg_int8], ["cpu"], [8], runs=max(5, args.runs // 4), warmup=2)
-    rows = cnn["rows"] + [dict(r, model="vgg16-224 " + r["model"]) for r in vgg["rows"]]
+    rows = cnn["rows"] + [dict(r, model="vgg16-224/" + Path(r["model"]).name) for r in vgg["rows"]]
     report = dict(cnn, rows=rows, vgg16=vgg["models"], vgg16_peaks=vgg["peaks"])
     write_result("benchmark_cli", {"report": report})
 

@@ -74,20 +74,39 @@ def training_section() -> str:
             parts.append(f"\ncats_dogs target (>= 80% in <= 30 min): {verdict(ok)}. {provenance(cd)}\n")
     t = load("train_throughput")
     if t:
-        base = t["results"]["baseline_image_dataset_from_directory"]
-        ours = t["results"]["edgecnn"]
+        res = t["results"]
+        ours = res["edgecnn"]
+        rows = [
+            (
+                "`ImageDataGenerator.flow_from_directory` (seed notebooks)",
+                res.get("baseline_image_data_generator"),
+            ),
+            (
+                "`image_dataset_from_directory`, no cache/prefetch",
+                res.get("baseline_image_dataset_from_directory"),
+            ),
+            ("edgecnn", ours),
+        ]
+        table = "\n".join(
+            f"| {name} | {r.get('mean_epoch_seconds', r.get('last_epoch_seconds', 0)):.1f} s | {r['images_per_second']:.1f} |"
+            for name, r in rows
+            if r
+        )
+        ratio_ds = t.get("ratio_vs_image_dataset")
         parts.append(
             "\n### Training input pipeline\n\n"
             f"Same CNN ({t['img_size']} px), batch {t['batch_size']}, {t['images']} cats_dogs training images, images per "
-            "second over the last of "
-            f"{t['epochs']} epochs. Baseline: `image_dataset_from_directory` without cache or prefetch and augmentation "
-            "layers inside the model, as the seed notebooks do. edgecnn: decoded once through the shared "
-            "preprocessing and cached, augmentation mapped in tf.data, prefetch.\n\n"
-            "| pipeline | last epoch | images/s |\n|---|---|---|\n"
-            f"| baseline | {base['last_epoch_seconds']:.1f} s | {base['images_per_second']:.1f} |\n"
-            f"| edgecnn | {ours['last_epoch_seconds']:.1f} s | {ours['images_per_second']:.1f} |\n\n"
-            f"Ratio **{t['ratio']:.2f}x** (target 1.5x: {verdict(t['ratio'] >= 1.5)}); edgecnn decoded and cached the "
-            f"images once in {ours.get('decode_and_cache_seconds', 0):.1f} s before training. {provenance(t)}\n"
+            f"second over epochs 2 to {t['epochs']} (`benchmarks/train_throughput.py`). edgecnn decodes every image "
+            "once through the shared preprocessing and caches it, maps augmentation in tf.data and prefetches.\n\n"
+            "| pipeline | mean epoch | images/s |\n|---|---|---|\n" + table + "\n\n"
+            f"edgecnn / ImageDataGenerator: **{t['ratio']:.2f}x** (target 1.5x: {verdict(t['ratio'] >= 1.5)})"
+            + (
+                f"; edgecnn / image_dataset_from_directory: {ratio_ds:.2f}x: with only two cores the convolution work "
+                "bounds both, and TensorFlow's parallel JPEG decoding keeps up"
+                if ratio_ds is not None
+                else ""
+            )
+            + f". edgecnn decoded and cached the images once in {ours.get('decode_and_cache_seconds', 0):.1f} s. {provenance(t)}\n"
         )
     return "\n".join(parts)
 
@@ -231,6 +250,18 @@ def benchmark_section() -> str:
         lines.append(
             f"| {row['model']} | {row['provider']} | {row['batch_size']} | {row['median_ms']:.2f} | {row['p95_ms']:.2f} | "
             f"{row['images_per_second']:.1f} | {row['throughput_vs_first']:.2f}x | {row['achieved_gops'] or 0:.0f} | {pct(row['peak_share'])} |"
+        )
+    vgg = [row for row in rep["rows"] if row["model"].startswith("vgg16") and row["status"] == "ok"]
+    for row in vgg:
+        target = 0.5 if row["precision"] == "fp32" else 0.4
+        lines.append(
+            f"- {row['model']} ({row['precision']}): {pct(row['peak_share'])} of the measured {row['precision']} peak "
+            f"(target {target:.0%}: {verdict((row['peak_share'] or 0) >= target)})"
+        )
+    if any((row.get("peak_share") or 0) > 1 for row in rep["rows"]):
+        lines.append(
+            "- Shares above 100% mean ONNX Runtime's convolution kernels beat the matrix product the command times as "
+            "its peak probe on this CPU: the measured peak is a lower bound of what the hardware does."
         )
     lines.append("\n" + provenance(r) + "\n")
     return "\n".join(lines)
