@@ -1,0 +1,45 @@
+"""Integration on real photos from ../shared/datasets (skipped cleanly when the folder is absent)."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import REPO, shared_dataset
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgecnn.cli import app
+from edgecnn.contract import InputSpec
+from edgecnn.data import list_class_folder, make_dataset
+from edgecnn.imaging import load_image
+
+pytestmark = pytest.mark.realdata
+runner = CliRunner()
+
+
+def test_rgba_png_validation_photos_same_pixels_in_training_and_inference():
+    root = shared_dataset("horse_or_human") / "val"
+    samples = list_class_folder(root).samples
+    picked = samples[:6] + samples[-6:]
+    assert any(Image.open(p).mode == "RGBA" for p, _ in picked)  # the val set is the original RGBA PNGs
+    spec = InputSpec.square(64)
+    ds, skipped, kept = make_dataset(picked, spec, batch_size=4, shuffle=False, seed=0)
+    assert not skipped and kept == len(picked)
+    train_side = np.concatenate([x.numpy() for x, _ in ds])
+    infer_side = np.stack([load_image(p, spec) for p, _ in picked]).astype(np.float32)
+    assert np.abs(train_side - infer_side).max() <= 1.0
+
+
+def test_classify_real_photos_with_the_shipped_model(tmp_path):
+    root = shared_dataset("cats_dogs") / "val" / "cats"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted(root.iterdir())[:20]:
+        (photos / path.name).symlink_to(path)
+    out = tmp_path / "r.jsonl"
+    model = REPO / "models" / "shapes-cnn.int8.onnx"
+    result = runner.invoke(app, ["classify", str(photos), "--model", str(model), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 20 and all(r["status"] == "ok" for r in rows)
+    assert json.loads(result.stdout)["classified"] == 20
