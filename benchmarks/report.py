@@ -101,8 +101,7 @@ def training_section() -> str:
             "| pipeline | mean epoch | images/s |\n|---|---|---|\n" + table + "\n\n"
             f"edgecnn / ImageDataGenerator: **{t['ratio']:.2f}x** (target 1.5x: {verdict(t['ratio'] >= 1.5)})"
             + (
-                f"; edgecnn / image_dataset_from_directory: {ratio_ds:.2f}x: with only two cores the convolution work "
-                "bounds both, and TensorFlow's parallel JPEG decoding keeps up"
+                f"; edgecnn / image_dataset_from_directory: {ratio_ds:.2f}x"
                 if ratio_ds is not None
                 else ""
             )
@@ -251,6 +250,7 @@ def benchmark_section() -> str:
             f"| {row['model']} | {row['provider']} | {row['batch_size']} | {row['median_ms']:.2f} | {row['p95_ms']:.2f} | "
             f"{row['images_per_second']:.1f} | {row['throughput_vs_first']:.2f}x | {row['achieved_gops'] or 0:.0f} | {pct(row['peak_share'])} |"
         )
+    lines.append("")
     vgg = [row for row in rep["rows"] if row["model"].startswith("vgg16") and row["status"] == "ok"]
     for row in vgg:
         target = 0.5 if row["precision"] == "fp32" else 0.4
