@@ -100,11 +100,7 @@ def training_section() -> str:
             "once through the shared preprocessing and caches it, maps augmentation in tf.data and prefetches.\n\n"
             "| pipeline | mean epoch | images/s |\n|---|---|---|\n" + table + "\n\n"
             f"edgecnn / ImageDataGenerator: **{t['ratio']:.2f}x** (target 1.5x: {verdict(t['ratio'] >= 1.5)})"
-            + (
-                f"; edgecnn / image_dataset_from_directory: {ratio_ds:.2f}x"
-                if ratio_ds is not None
-                else ""
-            )
+            + (f"; edgecnn / image_dataset_from_directory: {ratio_ds:.2f}x" if ratio_ds is not None else "")
             + f". edgecnn decoded and cached the images once in {ours.get('decode_and_cache_seconds', 0):.1f} s. {provenance(t)}\n"
         )
     return "\n".join(parts)
