@@ -123,6 +123,7 @@ def atomic_output(path: Path, force: bool) -> Iterator[Path]:
         raise OutputError(f"{path} exists; pass --force to overwrite it")
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name ending in .onnx")
+    _remove_stale_partials(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(
@@ -142,6 +143,23 @@ def atomic_output(path: Path, force: bool) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: A temporary file older than this was left by an export that was killed; a running one renews its file.
+STALE_PARTIAL_SECONDS = 3600
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Delete hidden temporary files of earlier exports to ``path`` that were killed (older than an hour)."""
+    import time
+
+    cutoff = time.time() - STALE_PARTIAL_SECONDS
+    for stale in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove
 
 
 def save_onnx(model: Any, path: Path) -> None:

@@ -266,3 +266,22 @@ def test_info_does_not_import_tensorflow(exported):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "IMPORTED []" in out.stdout, out.stdout + out.stderr
+
+
+def test_stale_partial_files_of_killed_exports_are_cleaned_up(tmp_path):
+    import os
+    import time
+
+    from edgecnn.onnxfile import atomic_output
+
+    target = tmp_path / "m.onnx"
+    old = tmp_path / ".m.abc123.partial.onnx"
+    fresh = tmp_path / ".m.def456.partial.onnx"
+    old.write_bytes(b"killed long ago")
+    fresh.write_bytes(b"another export running now")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    with atomic_output(target, force=False) as tmp:
+        tmp.write_bytes(b"model")
+    assert target.read_bytes() == b"model"
+    assert not old.exists() and fresh.exists()
