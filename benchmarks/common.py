@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -95,10 +97,15 @@ def _portable(value: Any) -> Any:
     if isinstance(value, list):
         return [_portable(v) for v in value]
     if isinstance(value, str):
+        value = _TEMP.sub("<temporary folder>", value)
         return (
             value.replace(str(REPO) + "/", "").replace(str(REPO.parent) + "/", "../").replace(str(REPO), ".")
         )
     return value
+
+
+# Scratch folders from tempfile.mkdtemp/TemporaryDirectory: their names say nothing and differ per run.
+_TEMP = re.compile(re.escape(tempfile.gettempdir()) + r"/tmp[A-Za-z0-9_]+")
 
 
 def _rel(arg: str) -> str:

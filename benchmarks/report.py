@@ -114,8 +114,10 @@ def export_section() -> str:
     drop = c["accuracy_drop_pp"]
     lines = [
         "## Export and int8 (`edgecnn export --int8`)\n",
-        "The default CNN trained on cats_dogs (the run above), calibrated on 300 of its training images, evaluated on "
-        "the 1,000 validation images; speed with ONNX Runtime on the CPU at batch 8, median of repeated runs.\n",
+        f"A CNN trained on cats_dogs with the default settings (`{r.get('run', 'runs/cats_dogs-cnn')}`, an earlier "
+        "training run than the table above; every section below uses this same model), calibrated on 300 of its "
+        "training images, evaluated on the 1,000 validation images; speed with ONNX Runtime on the CPU at batch 8, "
+        "median of repeated runs.\n",
         "| figure | value | target |\n|---|---|---|",
         f"| fp32 ONNX vs Keras, largest probability difference | {c['parity_max_abs_diff']:.1e} on {c['parity_images']} images | <= 1e-4 ({verdict(c['parity_max_abs_diff'] <= 1e-4)}) |",
         f"| accuracy fp32 / int8 | {pct(c['fp32_accuracy'], 2)} / {pct(c['int8_accuracy'], 2)} (drop {drop:.2f} pp) | drop <= 1.0 pp ({verdict(drop <= 1.0)}) |",

@@ -88,8 +88,15 @@ def test_int8_alone_reuses_current_fp32(exported, trained_run, tmp_path):
     result = runner.invoke(
         app,
         [
-            "export", str(trained_run), "--int8", "--int8-output", str(out),
-            "--calib-size", "12", "--max-accuracy-drop", "100",
+            "export",
+            str(trained_run),
+            "--int8",
+            "--int8-output",
+            str(out),
+            "--calib-size",
+            "12",
+            "--max-accuracy-drop",
+            "100",
         ],
     )
     assert result.exit_code == 0, result.output
