@@ -97,7 +97,7 @@ def training_section() -> str:
             "\n### Training input pipeline\n\n"
             f"Same CNN ({t['img_size']} px), batch {t['batch_size']}, {t['images']} cats_dogs training images, images per "
             f"second over epochs 2 to {t['epochs']} (`benchmarks/train_throughput.py`). edgecnn decodes every image "
-            "once through the shared preprocessing and caches it, maps augmentation in tf.data and prefetches.\n\n"
+            "once through the shared preprocessing and caches it, maps augmentation in tf.data (one fused affine warp with OpenCV where the baselines resample once per Keras layer) and prefetches.\n\n"
             "| pipeline | mean epoch | images/s |\n|---|---|---|\n" + table + "\n\n"
             f"edgecnn / ImageDataGenerator: **{t['ratio']:.2f}x** (target 1.5x: {verdict(t['ratio'] >= 1.5)})"
             + (f"; edgecnn / image_dataset_from_directory: {ratio_ds:.2f}x" if ratio_ds is not None else "")

@@ -302,14 +302,14 @@ def train(config: TrainConfig, log: Any = None) -> TrainResult:
 
 
 def build_augmenter(keras: Any, seed: int) -> Any:
+    """The training augmentation: one affine warp (flip, rotation, zoom, translation), then contrast and brightness."""
     from keras import layers
+
+    from edgecnn.augment import RandomAffine
 
     return keras.Sequential(
         [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
-            layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed + 2),
-            layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+            RandomAffine(flip=True, rotation=0.05, zoom=0.15, translation=0.1, seed=seed),
             layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
             layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 5),
         ],

@@ -1,0 +1,105 @@
+"""Training-time geometric augmentation as one Keras preprocessing layer (training side: imports TensorFlow).
+
+Keras ships flip, rotation, zoom and translation as four layers, and each resamples the whole batch: on a 2-core
+CPU the four took 3.6 s of a 24.6 s cats_dogs epoch (96 px, batch 32), competing with the training step for the
+same cores, and bilinear resampling three times in a row also blurs the image three times. ``RandomAffine``
+draws the same four transformations per image, composes them into one matrix and resamples once, with OpenCV's
+``warpAffine`` (about a tenth of the cost of TensorFlow's transform op here).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class RandomAffine(keras.layers.Layer):
+    """Random horizontal flip, rotation, zoom and translation, applied as one affine warp per image.
+
+    The factors follow Keras' own layers: ``rotation`` is a fraction of a full turn (0.05 = up to 18 degrees
+    either way, as ``RandomRotation(0.05)``), ``zoom`` the largest relative change of scale either way (as
+    ``RandomZoom((-z, z))``), ``translation`` the largest shift as a fraction of the side (as
+    ``RandomTranslation(t, t)``). Pixels from outside the image are filled by reflection, as Keras' layers do.
+    The random draws are TensorFlow ops seeded by ``seed``; inactive unless ``training`` is true.
+    """
+
+    def __init__(
+        self,
+        *,
+        flip: bool = True,
+        rotation: float = 0.05,
+        zoom: float = 0.15,
+        translation: float = 0.1,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        for name, value in (("rotation", rotation), ("zoom", zoom), ("translation", translation)):
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        self.flip = flip
+        self.rotation = rotation
+        self.zoom = zoom
+        self.translation = translation
+        self.seed = seed
+
+    def call(self, images: Any, training: bool = True) -> Any:
+        if not training:
+            return images
+        images = tf.convert_to_tensor(images)
+        unbatched = images.shape.rank == 3
+        if unbatched:
+            images = images[tf.newaxis]
+        shape = tf.shape(images)
+        n = shape[0]
+        h = tf.cast(shape[1], tf.float32)
+        w = tf.cast(shape[2], tf.float32)
+        draws = tf.random.uniform([n, 5], -1.0, 1.0, seed=self.seed)
+        angle = draws[:, 0] * (self.rotation * 2 * math.pi)
+        scale = 1.0 + draws[:, 1] * self.zoom  # > 1 samples a larger area: zooms out
+        mirror = tf.where(draws[:, 2] < 0, -1.0, 1.0) if self.flip else tf.ones([n])
+        shift_x = draws[:, 3] * self.translation * w
+        shift_y = draws[:, 4] * self.translation * h
+        # Output pixel p maps to input pixel c + R(angle) @ diag(mirror * scale, scale) @ (p - c) + shift.
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        m00, m01 = cos * mirror * scale, -sin * scale
+        m10, m11 = sin * mirror * scale, cos * scale
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        offset_x = cx + shift_x - (m00 * cx + m01 * cy)
+        offset_y = cy + shift_y - (m10 * cx + m11 * cy)
+        matrices = tf.reshape(tf.stack([m00, m01, offset_x, m10, m11, offset_y], axis=1), [n, 2, 3])
+        out = tf.numpy_function(
+            _warp_batch, [tf.cast(images, tf.float32), matrices], tf.float32, stateful=False
+        )
+        out = tf.ensure_shape(out, images.shape)
+        out = tf.cast(out, images.dtype)
+        return out[0] if unbatched else out
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "flip": self.flip,
+            "rotation": self.rotation,
+            "zoom": self.zoom,
+            "translation": self.translation,
+            "seed": self.seed,
+        }
+
+
+def _warp_batch(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """Resample each image through its 2x3 output-to-input matrix (OpenCV: about 10x TensorFlow's transform op)."""
+    n, h, w, c = images.shape
+    out = np.empty_like(images)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    for i in range(n):
+        warped = cv2.warpAffine(images[i], matrices[i], (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT)
+        out[i] = warped.reshape(h, w, c)
+    return out
