@@ -70,9 +70,13 @@ def test_int8_is_qdq_keeps_contract_and_agrees(exported, synth_dir):
 
     a = run_on_folder(load_model(fp32, provider="cpu"), synth_dir)
     b = run_on_folder(load_model(int8, provider="cpu"), synth_dir)
-    agreement = (a.probabilities.argmax(1) == b.probabilities.argmax(1)).mean()
-    assert agreement >= 0.9
-    assert np.abs(a.probabilities - b.probabilities).max() < 0.25
+    diff = np.abs(a.probabilities - b.probabilities).max()
+    assert diff < 0.05
+    # The barely trained test model has near-ties, where any rounding may flip top-1: every disagreement must
+    # be one of those (a fp32 margin within what int8 moved the probabilities), never a confident answer.
+    top2 = np.sort(a.probabilities, axis=1)[:, -2:]
+    flipped = a.probabilities.argmax(1) != b.probabilities.argmax(1)
+    assert ((top2[:, 1] - top2[:, 0])[flipped] <= 2 * diff).all()
 
 
 def test_existing_output_is_not_overwritten_without_force(exported, trained_run):
