@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "cats_dogs-cnn")
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    from edgecnn.bench import run_benchmark
+    from edgecnn.tools.bench import run_benchmark
 
     data = dataset("cats_dogs")
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,10 +44,10 @@ def measure(
     batch: int,
     repeat: int,
 ) -> dict:
-    from edgecnn.classify import ClassifyConfig, classify_paths
-    from edgecnn.imaging import load_image
-    from edgecnn.runtime import Predictor
-    from edgecnn.sources import decode_parallel
+    from edgecnn.apps.classify import ClassifyConfig, classify_paths
+    from edgecnn.core.decode import decode_parallel
+    from edgecnn.core.imaging import load_image
+    from edgecnn.runtime.predictor import Predictor
 
     predictor = Predictor(model_path, provider="cpu")
     spec = predictor.contract.input
@@ -86,7 +86,7 @@ def measure(
         "edgecnn_ips": n / best_of(end_to_end, repeat),
     }
     if keras_path is not None:
-        from edgecnn.models import import_keras
+        from edgecnn.training.models import import_keras
 
         keras, _ = import_keras()
         model = keras.saving.load_model(str(keras_path), compile=False, safe_mode=True)
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--skip-vgg16", action="store_true")
     args = parser.parse_args()
     args = argparse.Namespace(**{k: v.resolve() if isinstance(v, Path) else v for k, v in vars(args).items()})
-    from edgecnn.sources import default_workers
+    from edgecnn.core.decode import default_workers
 
     data = args.data or dataset("cats_dogs") / "val"
     workers = args.workers or default_workers()

@@ -133,9 +133,9 @@ def vgg16_run(folder: Path, calib_dir: Path, calib_size: int = 64) -> Any:
     Returns:
         The ExportResult (``.output`` is the fp32 file, ``.int8.output`` the int8 file).
     """
-    from edgecnn.contract import InputSpec, ModelContract
-    from edgecnn.export import export_all
-    from edgecnn.models import build_vgg16
+    from edgecnn.core.contract import InputSpec, ModelContract
+    from edgecnn.export.convert import export_all
+    from edgecnn.training.models import build_vgg16
 
     spec = InputSpec.square(224)
     built = build_vgg16(spec, 2, weights="none")

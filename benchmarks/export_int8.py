@@ -31,7 +31,7 @@ def latency(fn, batch, runs=15):
 
 
 def cnn_figures(run: Path, data: Path, calib_size: int) -> dict:
-    from edgecnn.export import export_all
+    from edgecnn.export.convert import export_all
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cnn.onnx"
@@ -48,15 +48,15 @@ def cnn_figures(run: Path, data: Path, calib_size: int) -> dict:
 
 
 def vgg16_figures(data: Path, batch_size: int, calib_size: int) -> dict:
-    from edgecnn.data import list_class_folder
-    from edgecnn.evaluate import iter_batches
-    from edgecnn.runtime import Predictor
+    from edgecnn.core.dataset import list_class_folder
+    from edgecnn.core.decode import iter_batches
+    from edgecnn.runtime.predictor import Predictor
 
     samples = list_class_folder(data / "val").samples
     with tempfile.TemporaryDirectory() as tmp:
         result = vgg16_run(Path(tmp), data / "train", calib_size)
         contract = result.contract
-        from edgecnn.evaluate import load_keras_model
+        from edgecnn.training.keras_io import load_keras_model
 
         keras_model = load_keras_model(Path(tmp) / "model.keras")
         batch = next(b for b, _, _, _ in iter_batches(samples[:batch_size], contract, batch_size, None))

@@ -150,7 +150,7 @@ def classify_memory(model: Path, work: Path, files: int) -> dict:
 
 
 def webcam_memory(model: Path, work: Path, frames: int) -> dict:
-    from edgecnn.synthetic import write_video
+    from edgecnn.training.synthetic import write_video
 
     video = work / "long.mp4"
     t = time.perf_counter()

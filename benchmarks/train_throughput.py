@@ -64,10 +64,11 @@ def main() -> None:
     args = parser.parse_args()
     root = dataset("cats_dogs") if args.data is None else __import__("pathlib").Path(args.data)
 
-    from edgecnn.contract import InputSpec
-    from edgecnn.data import discover, make_dataset
-    from edgecnn.models import build_cnn, import_keras
-    from edgecnn.train import build_augmenter
+    from edgecnn.core.contract import InputSpec
+    from edgecnn.core.dataset import discover
+    from edgecnn.training.models import build_cnn, import_keras
+    from edgecnn.training.pipeline import make_dataset
+    from edgecnn.training.train import build_augmenter
 
     keras, tf = import_keras()
     splits = discover(root)

@@ -26,9 +26,9 @@ def main() -> None:
     args = parser.parse_args()
     args = argparse.Namespace(**{k: v.resolve() if isinstance(v, Path) else v for k, v in vars(args).items()})
 
-    from edgecnn.capture import open_source
-    from edgecnn.runtime import Predictor
-    from edgecnn.webcam import WebcamConfig, run_webcam
+    from edgecnn.apps.capture import open_source
+    from edgecnn.apps.webcam import WebcamConfig, run_webcam
+    from edgecnn.runtime.predictor import Predictor
 
     predictor = Predictor(args.model, provider="cpu")
     runs = []

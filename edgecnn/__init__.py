@@ -1,8 +1,71 @@
 """edgecnn: from a folder of labelled photos to a small, fast ONNX image classifier at the edge.
 
-Importing the package is cheap: it pulls in neither TensorFlow nor OpenCV.
+The public Python API (``load``, ``classify``, ``evaluate``, ``export``, ``train``, ``Model``, ``Prediction``) is
+reached lazily: ``import edgecnn`` pulls in neither TensorFlow, ONNX Runtime nor OpenCV, and ``edgecnn.load``
+never imports TensorFlow. See docs/API.md.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-__all__ = ["__version__"]
+from typing import TYPE_CHECKING, Any
+
+from edgecnn.core.version import __version__
+
+if TYPE_CHECKING:
+    from edgecnn.api import (
+        ClassifyRun,
+        EvaluationResult,
+        Model,
+        Prediction,
+        Row,
+        classify,
+        evaluate,
+        export,
+        load,
+        train,
+    )
+    from edgecnn.core.errors import EdgecnnError
+
+__all__ = [
+    "ClassifyRun",
+    "EdgecnnError",
+    "EvaluationResult",
+    "Model",
+    "Prediction",
+    "Row",
+    "__version__",
+    "classify",
+    "evaluate",
+    "export",
+    "load",
+    "train",
+]
+
+_API = {
+    "ClassifyRun",
+    "EvaluationResult",
+    "Model",
+    "Prediction",
+    "Row",
+    "classify",
+    "evaluate",
+    "export",
+    "load",
+    "train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from edgecnn import api
+
+        return getattr(api, name)
+    if name == "EdgecnnError":
+        from edgecnn.core.errors import EdgecnnError
+
+        return EdgecnnError
+    raise AttributeError(f"module 'edgecnn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

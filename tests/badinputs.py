@@ -442,8 +442,8 @@ def vanish_after_listing(name: str = VANISHING) -> Iterator[list[Path]]:
     Both walkers are wrapped for the duration of the block: ``sources._walk`` (classify) and
     ``data._walk_files`` (train, evaluate, calibration). Yields the list of paths deleted.
     """
-    import edgecnn.data as data
-    import edgecnn.sources as sources
+    import edgecnn.core.dataset as data
+    import edgecnn.core.files as sources
 
     deleted: list[Path] = []
     walk, walk_files = sources._walk, data._walk_files

@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from edgecnn.synthetic import write_dataset  # noqa: E402
+from edgecnn.training.synthetic import write_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
@@ -35,7 +35,7 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> Path:
     """A tiny CNN trained for a few epochs on the generated data; returns its run folder."""
-    from edgecnn.train import TrainConfig, train
+    from edgecnn.training.train import TrainConfig, train
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
     train(

@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecnn.contract import InputSpec, ModelContract
-from edgecnn.onnxfile import set_contract
+from edgecnn.core.contract import InputSpec, ModelContract
+from edgecnn.core.onnxfile import set_contract
 
 
 def mean_colour_model(path: Path, labels=("red", "green", "blue"), size: int = 16, channels: int = 3) -> Path:

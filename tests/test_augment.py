@@ -5,7 +5,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from edgecnn.augment import RandomAffine  # noqa: E402
+from edgecnn.training.augment import RandomAffine  # noqa: E402
 
 SIDE = 64
 CENTRE = (SIDE - 1) / 2

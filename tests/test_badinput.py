@@ -32,7 +32,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from edgecnn.imaging import IMAGE_SUFFIXES
+from edgecnn.core.imaging import IMAGE_SUFFIXES
 
 pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # the bad-EXIF case
 runner = CliRunner()

@@ -11,10 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecnn.bench import SCHEMA, count_macs, format_accuracy, format_table, measure_peak, run_benchmark
-from edgecnn.contract import InputSpec, ModelContract
-from edgecnn.errors import ConfigError, ContractError
-from edgecnn.onnxfile import set_contract
+from edgecnn.core.contract import InputSpec, ModelContract
+from edgecnn.core.errors import ConfigError, ContractError
+from edgecnn.core.onnxfile import set_contract
+from edgecnn.tools.bench import SCHEMA, count_macs, format_accuracy, format_table, measure_peak, run_benchmark
 
 SIZE = 16
 FILTERS = 8
@@ -268,7 +268,7 @@ def test_roofline_fields(report: dict):
 
 
 def test_provider_that_cannot_start_is_unavailable_not_replaced(report: dict):
-    from edgecnn.runtime import probe_providers
+    from edgecnn.runtime.providers import probe_providers
 
     if any(s.works for s in probe_providers(["cuda"])):
         pytest.skip("CUDA works on this machine")
@@ -296,7 +296,7 @@ def test_table_shows_every_row(report: dict):
 
 
 def test_measure_peak_fp32_and_int8():
-    from edgecnn.runtime import import_onnxruntime
+    from edgecnn.runtime.providers import import_onnxruntime
 
     ort = import_onnxruntime()
     assert measure_peak(ort, "fp32", 1, 0.01) > 0.1
@@ -391,7 +391,7 @@ def test_a_row_that_fails_is_an_error_row(tmp_path: Path):
 def test_peak_memory_says_why_when_it_cannot_be_reset(
     monkeypatch: pytest.MonkeyPatch, two_models: list[Path]
 ):
-    import edgecnn.bench as bench
+    import edgecnn.tools.bench as bench
 
     def refuse(self: Path, *args: object, **kwargs: object) -> int:
         raise PermissionError(13, "Permission denied")

@@ -12,11 +12,11 @@ from imagefiles import save
 from onnxmodels import mean_colour_model, solid
 from typer.testing import CliRunner
 
-from edgecnn.classify import ClassifyConfig, classify_paths
+from edgecnn.apps.classify import ClassifyConfig, classify_paths
+from edgecnn.apps.outputs import read_done
 from edgecnn.cli import app
-from edgecnn.errors import ProviderError
-from edgecnn.outputs import read_done
-from edgecnn.runtime import Predictor
+from edgecnn.core.errors import ProviderError
+from edgecnn.runtime.predictor import Predictor
 
 runner = CliRunner()
 COLOURS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230)}
@@ -188,7 +188,7 @@ def test_sort_into_copy_move_and_clash(model, photos, tmp_path):
 
 
 def test_sort_into_cannot_escape_target_whatever_the_labels(tmp_path):
-    from edgecnn.sorting import Sorter, safe_folder_name
+    from edgecnn.apps.sorting import Sorter, safe_folder_name
 
     for hostile in ("../../etc", "/abs/path", "..", ".", "a/../../b", "\x00x", "C:\\win", ".hidden"):
         name = safe_folder_name(hostile)
@@ -229,7 +229,7 @@ def test_explicit_cuda_fails_with_one_line_reason_and_fallback_works(model, tmp_
 
 def test_simulated_cuda_that_cannot_start(model, monkeypatch):
     """A provider that ONNX Runtime lists but silently drops is caught through get_providers()."""
-    import edgecnn.runtime as rt
+    import edgecnn.runtime.predictor as rt
 
     real = rt.import_onnxruntime
 
@@ -272,7 +272,7 @@ def test_unknown_provider_lists_choices(model):
 
 
 def test_onnxruntime_clash_is_detected_with_fix():
-    from edgecnn.runtime import runtime_clash_message
+    from edgecnn.runtime.providers import runtime_clash_message
 
     message = runtime_clash_message([("onnxruntime", "1.22.0"), ("onnxruntime-gpu", "1.31.1")])
     assert "onnxruntime 1.22.0" in message and "onnxruntime-gpu 1.31.1" in message
@@ -295,8 +295,8 @@ def test_classify_never_imports_tensorflow(model, photos):
 
 def test_memory_stays_bounded_by_the_window(model, tmp_path):
     """decode_parallel never holds more than its window of decoded images."""
-    from edgecnn.contract import InputSpec
-    from edgecnn.sources import decode_parallel
+    from edgecnn.core.contract import InputSpec
+    from edgecnn.core.decode import decode_parallel
 
     path = save(solid(COLOURS["red"]), tmp_path / "x.png")
     in_flight = {"max": 0, "now": 0}
@@ -320,3 +320,21 @@ def test_predictor_batches_and_top_k(model):
     assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
     top = predictor.top_k(probs, 5)
     assert [t[0][0] for t in top] == ["red", "blue"] and len(top[0]) == 3
+
+
+def test_fixed_batch_model_classifies_a_last_partial_batch(tmp_path):
+    """A graph with a fixed batch dimension above 1 pads the last partial batch instead of failing mid-run."""
+    import onnx
+
+    path = mean_colour_model(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 4
+    onnx.save(model, str(path))
+    predictor = Predictor(path, provider="cpu")
+    assert predictor.fixed_batch == 4
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 0, 0), (0, 200, 0)]
+    images = [solid(c, size=16) for c in colours]
+    probs = predictor.predict(images)
+    assert probs.shape == (5, 3)
+    assert [predictor.labels[i] for i in probs.argmax(axis=1)] == ["red", "green", "blue", "red", "green"]

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from edgecnn.contract import (
+from edgecnn.core.contract import (
     METADATA_KEY,
     PREPROCESS_VERSION,
     SCHEMA,
@@ -10,7 +10,7 @@ from edgecnn.contract import (
     ModelContract,
     contract_from_metadata,
 )
-from edgecnn.errors import ContractError
+from edgecnn.core.errors import ContractError
 
 
 def make_contract(**changes):

@@ -27,8 +27,8 @@ from onnxmodels import mean_colour_model
 from PIL import Image
 from typer.testing import CliRunner
 
+from edgecnn.apps.outputs import CSV_FIELDS
 from edgecnn.cli import app
-from edgecnn.outputs import CSV_FIELDS
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals (SIGKILL)")
 runner = CliRunner()
@@ -294,7 +294,7 @@ def export_once(run: Path, target: Path, delay: float | None, rng: random.Random
 
 def check_export_target(target: Path, before: bytes | None) -> str:
     """The output path is the previous file, absent, or a complete edgecnn model: never a partial one."""
-    from edgecnn.runtime import Predictor
+    from edgecnn.runtime.predictor import Predictor
 
     if not target.exists():
         assert before is None, "an existing model disappeared"

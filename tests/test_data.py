@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from imagefiles import gradient_rgb, save
 
-from edgecnn.data import discover, list_class_folder
-from edgecnn.errors import DatasetError
+from edgecnn.core.dataset import discover, list_class_folder
+from edgecnn.core.errors import DatasetError
 
 
 def make_classes(root, counts, ext="png"):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgecnn import doctor
-from edgecnn.doctor import SCHEMA, build_field, elf_needed, format_doctor, run_doctor
+from edgecnn.tools import doctor
+from edgecnn.tools.doctor import SCHEMA, build_field, elf_needed, format_doctor, run_doctor
 
 SECTIONS = ("python", "versions", "onnxruntime", "cuda", "nvidia", "providers", "opencv", "cameras", "cpu")
 
@@ -72,7 +72,7 @@ def test_cameras_that_do_not_exist_are_reported_not_raised(report: dict):
 
 
 def test_two_runtimes_give_the_clash_message_and_no_import(monkeypatch: pytest.MonkeyPatch):
-    import edgecnn.runtime as runtime
+    import edgecnn.runtime.providers as runtime
 
     fake = [("onnxruntime", "1.31.1"), ("onnxruntime-gpu", "1.31.1")]
     monkeypatch.setattr(runtime, "installed_runtimes", lambda: fake)
@@ -126,7 +126,7 @@ def test_elf_needed_reads_shared_library_dependencies(tmp_path: Path):
 
 def test_doctor_and_benchmark_never_import_tensorflow():
     code = (
-        "import sys; from edgecnn.doctor import run_doctor; import edgecnn.bench; run_doctor(0); "
+        "import sys; from edgecnn.tools.doctor import run_doctor; import edgecnn.tools.bench; run_doctor(0); "
         "assert not [m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules], sys.modules.keys()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

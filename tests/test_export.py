@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from edgecnn.contract import METADATA_KEY, ModelContract
-from edgecnn.errors import ExportError, OutputError
-from edgecnn.onnxfile import load_onnx, op_counts, read_contract
+from edgecnn.core.contract import METADATA_KEY, ModelContract
+from edgecnn.core.errors import ExportError, OutputError
+from edgecnn.core.onnxfile import load_onnx, op_counts, read_contract
 
 runner = CliRunner()
 
@@ -47,7 +47,8 @@ def test_export_writes_fp32_with_contract_and_names(exported, trained_run):
 
 
 def test_fp32_matches_keras_within_1e4(exported, trained_run, synth_dir):
-    from edgecnn.evaluate import load_model, run_on_folder
+    from edgecnn.api import load_for_evaluation as load_model
+    from edgecnn.apps.evaluate import run_on_folder
 
     keras_result = run_on_folder(load_model(trained_run / "model.keras"), synth_dir)
     onnx_result = run_on_folder(load_model(exported[0], provider="cpu"), synth_dir)
@@ -66,7 +67,8 @@ def test_int8_is_qdq_keeps_contract_and_agrees(exported, synth_dir):
     q = contract.quantization
     assert q["format"] == "QDQ" and q["per_channel"] is True and q["calibration_images"] > 0
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size
-    from edgecnn.evaluate import load_model, run_on_folder
+    from edgecnn.api import load_for_evaluation as load_model
+    from edgecnn.apps.evaluate import run_on_folder
 
     a = run_on_folder(load_model(fp32, provider="cpu"), synth_dir)
     b = run_on_folder(load_model(int8, provider="cpu"), synth_dir)
@@ -108,7 +110,7 @@ def test_int8_alone_reuses_current_fp32(exported, trained_run, tmp_path):
 
 
 def test_failed_parity_gate_leaves_no_file(trained_run, tmp_path, monkeypatch):
-    import edgecnn.export as export_module
+    import edgecnn.export.convert as export_module
 
     real = export_module.check_parity
 
@@ -126,7 +128,7 @@ def test_failed_parity_gate_leaves_no_file(trained_run, tmp_path, monkeypatch):
 
 
 def test_interrupted_export_leaves_no_partial_file(trained_run, tmp_path, monkeypatch):
-    import edgecnn.export as export_module
+    import edgecnn.export.convert as export_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -139,7 +141,7 @@ def test_interrupted_export_leaves_no_partial_file(trained_run, tmp_path, monkey
 
 
 def test_force_replaces_atomically(trained_run, tmp_path):
-    from edgecnn.onnxfile import atomic_output
+    from edgecnn.core.onnxfile import atomic_output
 
     target = tmp_path / "x.onnx"
     target.write_bytes(b"old")
@@ -158,8 +160,8 @@ def test_force_replaces_atomically(trained_run, tmp_path):
 
 
 def test_int8_over_budget_fails_and_writes_nothing(exported, tmp_path, synth_dir, monkeypatch):
-    import edgecnn.quantize as q
-    from edgecnn.data import list_class_folder
+    import edgecnn.export.quantize as q
+    from edgecnn.core.dataset import list_class_folder
 
     samples = list_class_folder(synth_dir / "val").samples
     wrong = np.array([(label + 1) % 3 for _, label in samples])
@@ -179,8 +181,8 @@ def test_int8_over_budget_fails_and_writes_nothing(exported, tmp_path, synth_dir
 
 
 def test_auto_reports_every_candidate(exported, tmp_path, synth_dir):
-    from edgecnn.data import list_class_folder
-    from edgecnn.quantize import quantize_model
+    from edgecnn.core.dataset import list_class_folder
+    from edgecnn.export.quantize import quantize_model
 
     samples = list_class_folder(synth_dir / "val").samples
     result = quantize_model(
@@ -246,8 +248,8 @@ def test_info_on_broken_and_foreign_files(tmp_path, exported):
 
 
 def test_predictor_refuses_model_without_contract(tmp_path, exported):
-    from edgecnn.errors import ContractError
-    from edgecnn.runtime import Predictor
+    from edgecnn.core.errors import ContractError
+    from edgecnn.runtime.predictor import Predictor
 
     foreign = load_onnx(exported[0])
     del foreign.metadata_props[:]
@@ -257,9 +259,9 @@ def test_predictor_refuses_model_without_contract(tmp_path, exported):
 
 
 def test_predictor_refuses_contract_that_disagrees_with_graph(tmp_path, exported):
-    from edgecnn.errors import ContractError
-    from edgecnn.onnxfile import set_contract
-    from edgecnn.runtime import Predictor
+    from edgecnn.core.errors import ContractError
+    from edgecnn.core.onnxfile import set_contract
+    from edgecnn.runtime.predictor import Predictor
 
     model = load_onnx(exported[0])
     contract = read_contract(model)
@@ -293,7 +295,7 @@ def test_stale_partial_files_of_killed_exports_are_cleaned_up(tmp_path):
     import os
     import time
 
-    from edgecnn.onnxfile import atomic_output
+    from edgecnn.core.onnxfile import atomic_output
 
     target = tmp_path / "m.onnx"
     old = tmp_path / ".m.abc123.partial.onnx"

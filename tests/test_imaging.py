@@ -4,9 +4,9 @@ import pytest
 from imagefiles import gradient_rgb, jpeg_with_orientation, png_with_header, save
 from PIL import Image
 
-from edgecnn.contract import InputSpec
-from edgecnn.errors import ImageError
-from edgecnn.imaging import center_crop, decode_image, frame_to_input, load_image
+from edgecnn.core.contract import InputSpec
+from edgecnn.core.errors import ImageError
+from edgecnn.core.imaging import center_crop, decode_image, frame_to_input, load_image
 
 SPEC = InputSpec.square(32)
 GREY = InputSpec.square(32, channels=1)

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgecnn.contract import COLOR_ORDERS, METADATA_KEY, InputSpec, ModelContract, contract_from_metadata
-from edgecnn.errors import ContractError, ImageError
-from edgecnn.imaging import decode_image, frame_to_input, image_to_input, load_image
+from edgecnn.core.contract import COLOR_ORDERS, METADATA_KEY, InputSpec, ModelContract, contract_from_metadata
+from edgecnn.core.errors import ContractError, ImageError
+from edgecnn.core.imaging import decode_image, frame_to_input, image_to_input, load_image
 
 # Pillow warns (UserWarning) about the odd tags and EXIF blocks that corrupted files contain; expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

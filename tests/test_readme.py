@@ -5,7 +5,7 @@ from dataclasses import fields
 
 from conftest import REPO
 
-from edgecnn.clidoc import BEGIN, END, cli_reference
+from edgecnn.cli.docs import BEGIN, END, cli_reference
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -29,7 +29,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_cli_reference_is_generated_from_the_code():
     block = README.split(BEGIN, 1)[1].split(END, 1)[0].strip()
-    assert block == cli_reference().strip(), "run `python -m edgecnn.clidoc` to refresh README.md"
+    assert block == cli_reference().strip(), "run `python -m edgecnn.cli.docs` to refresh README.md"
 
 
 def test_every_option_of_every_command_is_documented():
@@ -51,7 +51,7 @@ def test_cli_train_defaults_match_the_library():
     import typer
 
     from edgecnn.cli import app
-    from edgecnn.train import TrainConfig
+    from edgecnn.training.train import TrainConfig
 
     command = typer.main.get_command(app).commands["train"]
     defaults = {p.name: p.default for p in command.params}

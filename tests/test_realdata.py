@@ -9,9 +9,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from edgecnn.contract import InputSpec
-from edgecnn.data import list_class_folder, make_dataset
-from edgecnn.imaging import load_image
+from edgecnn.core.contract import InputSpec
+from edgecnn.core.dataset import list_class_folder
+from edgecnn.core.imaging import load_image
+from edgecnn.training.pipeline import make_dataset
 
 pytestmark = pytest.mark.realdata
 runner = CliRunner()

@@ -16,10 +16,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from edgecnn.contract import METADATA_KEY, InputSpec, ModelContract
-from edgecnn.errors import ContractError, ModelFileError
-from edgecnn.onnxfile import set_contract
-from edgecnn.runtime import Predictor
+from edgecnn.core.contract import METADATA_KEY, InputSpec, ModelContract
+from edgecnn.core.errors import ContractError, ModelFileError
+from edgecnn.core.onnxfile import set_contract
+from edgecnn.runtime.predictor import Predictor
 
 runner = CliRunner()
 PACKAGE = Path(__file__).resolve().parents[1] / "edgecnn"
@@ -64,8 +64,8 @@ def test_no_pickle_or_eval_anywhere_in_the_package():
 
 
 def test_keras_model_with_a_lambda_layer_is_refused(tmp_path):
-    from edgecnn.evaluate import load_keras_model
-    from edgecnn.models import import_keras
+    from edgecnn.training.keras_io import load_keras_model
+    from edgecnn.training.models import import_keras
 
     keras, _ = import_keras()
     inputs = keras.Input((8, 8, 3))
@@ -201,7 +201,7 @@ def no_network(monkeypatch):
 
 
 def test_inference_commands_work_without_network(no_network, tmp_path):
-    from edgecnn.synthetic import write_video
+    from edgecnn.training.synthetic import write_video
 
     model = mean_colour_model(tmp_path / "m.onnx")
     photos = tmp_path / "photos"

@@ -6,7 +6,7 @@ from conftest import REPO
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from edgecnn.onnxfile import load_onnx, op_counts, read_contract
+from edgecnn.core.onnxfile import load_onnx, op_counts, read_contract
 
 runner = CliRunner()
 MODELS = REPO / "models"

@@ -10,11 +10,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from edgecnn.contract import InputSpec, ModelContract
-from edgecnn.data import list_class_folder, make_dataset
-from edgecnn.errors import DependencyError
-from edgecnn.imaging import load_image
-from edgecnn.synthetic import write_dataset
+from edgecnn.core.contract import InputSpec, ModelContract
+from edgecnn.core.dataset import list_class_folder
+from edgecnn.core.errors import DependencyError
+from edgecnn.core.imaging import load_image
+from edgecnn.training.pipeline import make_dataset
+from edgecnn.training.synthetic import write_dataset
 
 runner = CliRunner()
 
@@ -152,7 +153,7 @@ def test_unknown_arch_is_a_usage_error(tmp_path):
 def test_interrupt_keeps_best_model_and_writes_report(tmp_path, synth_dir, monkeypatch):
     import keras
 
-    from edgecnn.train import TrainConfig, train
+    from edgecnn.training.train import TrainConfig, train
 
     original = keras.callbacks.EarlyStopping.on_epoch_end
 
@@ -210,7 +211,7 @@ def test_vgg16_without_weights_trains_and_fine_tunes(tmp_path):
 def test_vgg16_preprocessing_layer_matches_keras_preprocess_input():
     import keras
 
-    from edgecnn.models import build_vgg16
+    from edgecnn.training.models import build_vgg16
 
     spec = InputSpec.square(32)
     built = build_vgg16(spec, 2, weights="none")
@@ -225,7 +226,7 @@ def test_vgg16_loads_a_local_weights_file(tmp_path, suffix):
     import h5py
     import keras
 
-    from edgecnn.models import build_vgg16
+    from edgecnn.training.models import build_vgg16
 
     source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     rng = np.random.default_rng(7)
@@ -246,7 +247,7 @@ def test_vgg16_loads_a_local_weights_file(tmp_path, suffix):
 def test_vgg16_offline_imagenet_names_the_cache_file_and_weights_option(monkeypatch):
     import keras
 
-    from edgecnn.models import VGG16_WEIGHTS_FILE, build_vgg16
+    from edgecnn.training.models import VGG16_WEIGHTS_FILE, build_vgg16
 
     def no_network(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")

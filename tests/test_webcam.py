@@ -13,11 +13,11 @@ import pytest
 from onnxmodels import mean_colour_model
 from typer.testing import CliRunner
 
-from edgecnn.capture import LatestFrameSource, display_available, open_source
+from edgecnn.apps.capture import LatestFrameSource, display_available, open_source
+from edgecnn.apps.webcam import Smoother, WebcamConfig, run_webcam
 from edgecnn.cli import app
-from edgecnn.runtime import Predictor
-from edgecnn.synthetic import write_video
-from edgecnn.webcam import Smoother, WebcamConfig, run_webcam
+from edgecnn.runtime.predictor import Predictor
+from edgecnn.training.synthetic import write_video
 
 runner = CliRunner()
 

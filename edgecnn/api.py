@@ -1,0 +1,177 @@
+"""The public Python API: the functions the command line calls, for programs that embed edgecnn.
+
+Import it as ``import edgecnn``; every name here is reached lazily through ``edgecnn.__getattr__``, so
+``import edgecnn`` stays cheap and ``edgecnn.load`` never imports TensorFlow. Functions raise
+``EdgecnnError`` subclasses with one-line messages; none prints or exits. Progress goes to the ``edgecnn``
+logger (``logging.getLogger("edgecnn")``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgecnn.apps.classify import ClassifyConfig, ClassifySummary, classify_batches, new_summary
+from edgecnn.apps.evaluate import EvaluationResult, LoadedModel, load_onnx_model, run_on_folder
+from edgecnn.apps.outputs import Row
+from edgecnn.core.errors import ModelFileError
+from edgecnn.runtime.model import Model, Prediction, load
+
+__all__ = [
+    "ClassifyRun",
+    "EvaluationResult",
+    "Model",
+    "Prediction",
+    "Row",
+    "classify",
+    "evaluate",
+    "export",
+    "load",
+    "load_for_evaluation",
+    "train",
+]
+
+PathLike = str | os.PathLike[str]
+logger = logging.getLogger("edgecnn")
+
+
+def train(data_dir: PathLike, **options: Any) -> Any:
+    """Train a model on a folder of class folders (``edgecnn train``); needs the ``train`` extra.
+
+    Args:
+        data_dir: A folder of class folders, or one with ``train/`` and ``val/`` folders of class folders.
+        **options: Any field of ``edgecnn.training.train.TrainConfig`` (``arch``, ``img_size``, ``epochs``,
+            ``batch_size``, ``out_dir``, ``max_minutes``, ``seed``, ...).
+
+    Returns:
+        A ``TrainResult``: ``run_dir`` (model.keras, report.json, plots), ``metrics``, ``report``, ``skipped``.
+
+    Raises:
+        ConfigError: An option that cannot work; DatasetError: a folder that cannot be used.
+    """
+    from edgecnn.training.train import TrainConfig
+    from edgecnn.training.train import train as run_training
+
+    options.setdefault("verbose", 0)
+    return run_training(TrainConfig(data_dir=Path(data_dir), **options), log=logger.info)
+
+
+def export(run: PathLike, int8: bool = False, **options: Any) -> Any:
+    """Convert a trained Keras model to ONNX through its parity gate (``edgecnn export``); optionally int8.
+
+    Args:
+        run: A run folder from ``train``, or a .keras file with report.json beside it.
+        int8: Also write a static int8 model, calibrated on real images, within the accuracy budget.
+        **options: ``output``, ``int8_output``, ``calib_dir``, ``calib_size``, ``calib_method``,
+            ``per_channel``, ``eval_dir``, ``max_accuracy_drop``, ``opset``, ``force``.
+
+    Returns:
+        An ``ExportResult``: ``output``, ``parity``, ``size_bytes`` and ``int8`` (a ``QuantizeResult`` or None).
+
+    Raises:
+        ExportError: A gate failed (the file it guards is not written); OutputError: an output exists.
+    """
+    from edgecnn.export.convert import export_all
+
+    return export_all(run, int8=int8, log=logger.info, **options)
+
+
+class ClassifyRun:
+    """A classification in progress: iterate it for result rows as they come; ``summary`` when done.
+
+    The results file (``output``) is written, and files sorted, before each row is handed out. Leaving the
+    loop early (or ``close()``) closes the results file with every row handed out in it.
+    """
+
+    def __init__(self, config: ClassifyConfig, model: Model) -> None:
+        self.model = model
+        self.summary: ClassifySummary = new_summary(config, model.predictor)
+        self._batches = classify_batches(config, model.predictor, self.summary)
+
+    def __iter__(self) -> Iterator[Row]:
+        for rows in self._batches:
+            yield from rows
+
+    def close(self) -> None:
+        self._batches.close()
+
+    def __enter__(self) -> ClassifyRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def classify(
+    paths: PathLike | Sequence[PathLike],
+    model: PathLike | Model,
+    output: PathLike | None = None,
+    iterate: bool = False,
+    **options: Any,
+) -> ClassifySummary | ClassifyRun:
+    """Classify image files and folders (``edgecnn classify``).
+
+    Args:
+        paths: A file or folder, or a list of them.
+        model: An edgecnn .onnx path, or a ``Model`` from ``load``.
+        output: Results file (.csv, .jsonl or .json).
+        iterate: Return a ``ClassifyRun`` to iterate over rows as they come, instead of running to the end.
+        **options: Any field of ``ClassifyConfig`` (``recursive``, ``batch_size``, ``top_k``, ``sort_into``,
+            ``move``, ``min_confidence``, ``resume``, ``force``, ``workers``).
+
+    Returns:
+        The run's ``ClassifySummary`` (counts per label, skipped files, images/s, the provider that ran), or
+        with ``iterate`` a ``ClassifyRun``.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    config = ClassifyConfig(
+        paths=[Path(p) for p in items], output=Path(output) if output is not None else None, **options
+    )
+    opened = model if isinstance(model, Model) else load(model)
+    run = ClassifyRun(config, opened)
+    if iterate:
+        return run
+    with run:
+        for _ in run:
+            pass
+    return run.summary
+
+
+def load_for_evaluation(model: PathLike, provider: str = "auto", threads: int | None = None) -> LoadedModel:
+    """A .keras model (with report.json beside it; needs the ``train`` extra) or an edgecnn .onnx model."""
+    path = Path(model)
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        from edgecnn.training.keras_io import load_keras_forward
+
+        contract, forward = load_keras_forward(path)
+        return LoadedModel("keras", contract, forward)
+    if suffix == ".onnx":
+        return load_onnx_model(path, provider=provider, threads=threads)
+    raise ModelFileError(f"unknown model type {path.suffix!r} for {path}; give a .keras or .onnx file")
+
+
+def evaluate(
+    model: PathLike,
+    data_dir: PathLike,
+    batch_size: int = 32,
+    workers: int | None = None,
+    provider: str = "auto",
+) -> EvaluationResult:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model on a labelled folder.
+
+    Args:
+        model: A .keras model (with report.json beside it) or an edgecnn .onnx model.
+        data_dir: A folder of class folders (its ``val/`` folder when it has ``train/`` and ``val/``).
+
+    Raises:
+        ModelFileError: The model cannot be loaded; DatasetError: the folder cannot be used.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    loaded = load_for_evaluation(model, provider=provider)
+    return run_on_folder(loaded, data_dir, batch_size=batch_size, workers=workers)

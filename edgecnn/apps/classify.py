@@ -1,0 +1,255 @@
+"""``edgecnn classify``: a streaming pipeline over folders of photos.
+
+Files are listed lazily, decoded by worker threads while the model runs the previous batch (ONNX Runtime
+releases the GIL), results are written and flushed batch by batch, and every unreadable file becomes a
+``skipped`` row with its reason. Memory is bounded by the decode window and one batch, not by the number of
+files.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.apps.outputs import ResultWriter, Row, read_statuses
+from edgecnn.apps.sorting import Sorter
+from edgecnn.core.decode import decode_parallel, default_workers
+from edgecnn.core.errors import ConfigError
+from edgecnn.core.files import iter_image_files
+from edgecnn.runtime.predictor import Predictor
+
+
+@dataclass
+class ClassifyConfig:
+    """Options of one ``classify`` run."""
+
+    paths: Sequence[Path]
+    batch_size: int = 32
+    top_k: int = 1
+    recursive: bool = False
+    output: Path | None = None
+    sort_into: Path | None = None
+    move: bool = False
+    min_confidence: float = 0.0
+    resume: bool = False
+    force: bool = False
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise ConfigError("give at least one file or folder to classify")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.top_k < 1:
+            raise ConfigError(f"--top-k must be at least 1, got {self.top_k}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.resume and self.output is None:
+            raise ConfigError("--resume needs --output FILE (the results to continue)")
+        if self.move and self.sort_into is None:
+            raise ConfigError("--move needs --sort-into DIR")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"--min-confidence must be between 0 and 1, got {self.min_confidence}")
+
+
+@dataclass
+class ClassifySummary:
+    """What a run did."""
+
+    classified: int = 0
+    skipped: int = 0
+    already_done: int = 0
+    already_skipped: int = 0  # of already_done: rows an earlier run recorded as skipped
+    per_label: Counter[str] = field(default_factory=Counter)
+    skipped_examples: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    provider: str = "cpu"
+    provider_note: str | None = None
+    output: str | None = None
+    sort_into: str | None = None
+    workers: int = 1
+    batch_size: int = 1
+    interrupted: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.classified / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classified": self.classified,
+            "skipped": self.skipped,
+            "already_done": self.already_done,
+            "already_skipped": self.already_skipped,
+            "per_label": dict(sorted(self.per_label.items())),
+            "skipped_examples": [{"path": p, "reason": r} for p, r in self.skipped_examples],
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+            "provider": self.provider,
+            "provider_note": self.provider_note,
+            "output": self.output,
+            "sort_into": self.sort_into,
+            "workers": self.workers,
+            "batch_size": self.batch_size,
+            "interrupted": self.interrupted,
+        }
+
+
+Progress = Callable[[int, int | None], None]  # (files done, total files or None while counting)
+
+
+def count_files(config: ClassifyConfig) -> int:
+    """How many files the run will look at (a separate lazy pass, used only for the progress bar)."""
+    return sum(
+        1 for _ in iter_image_files(config.paths, recursive=config.recursive, exclude=config.sort_into)
+    )
+
+
+def new_summary(config: ClassifyConfig, predictor: Predictor) -> ClassifySummary:
+    """An empty summary of a run of ``config`` on ``predictor``."""
+    return ClassifySummary(
+        provider=predictor.provider,
+        provider_note=predictor.info.note,
+        output=str(config.output) if config.output else None,
+        sort_into=str(config.sort_into) if config.sort_into else None,
+        workers=config.workers or default_workers(),
+        batch_size=config.batch_size,
+    )
+
+
+def classify_paths(
+    config: ClassifyConfig,
+    predictor: Predictor,
+    on_progress: Progress | None = None,
+    count_in_background: bool = False,
+    on_rows: Callable[[list[Row]], None] | None = None,
+) -> ClassifySummary:
+    """Classify every image under ``config.paths`` with ``predictor``.
+
+    Results are written batch by batch (``config.output``); files are sorted (``config.sort_into``) as their
+    batch finishes. Ctrl-C stops after the current batch, with everything done so far kept.
+    """
+    summary = new_summary(config, predictor)
+    batches = classify_batches(config, predictor, summary, on_progress, count_in_background)
+    try:
+        for rows in batches:
+            if on_rows is not None:
+                on_rows(rows)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        batches.close()
+    return summary
+
+
+def classify_batches(
+    config: ClassifyConfig,
+    predictor: Predictor,
+    summary: ClassifySummary,
+    on_progress: Progress | None = None,
+    count_in_background: bool = False,
+) -> Iterator[list[Row]]:
+    """The rows of a run, one model batch at a time, as they are written; ``summary`` is kept up to date.
+
+    The results file is written (and files sorted) before each batch is yielded; closing the iterator early
+    closes the results file with every yielded row in it.
+    """
+    workers = summary.workers
+    done = read_statuses(config.output) if (config.output and config.resume) else {}
+    writer = ResultWriter(config.output, resume=config.resume, force=config.force) if config.output else None
+    sorter = (
+        Sorter(config.sort_into, move=config.move, min_confidence=config.min_confidence)
+        if config.sort_into
+        else None
+    )
+    total: list[int | None] = [None]
+    stop_counting = threading.Event()
+    if on_progress and count_in_background:
+
+        def count() -> None:
+            n = 0
+            for _ in iter_image_files(config.paths, recursive=config.recursive, exclude=config.sort_into):
+                if stop_counting.is_set():
+                    return
+                n += 1
+            total[0] = n
+
+        threading.Thread(target=count, daemon=True, name="edgecnn-count").start()
+
+    listing_skips: list[tuple[Path, str]] = []
+
+    def todo() -> Iterator[Path]:
+        for path in iter_image_files(
+            config.paths, recursive=config.recursive, skipped=listing_skips, exclude=config.sort_into
+        ):
+            status = done.get(str(path))
+            if status is not None:
+                summary.already_done += 1
+                summary.already_skipped += status != "ok"
+                continue
+            yield path
+
+    start = time.perf_counter()
+    seen = 0
+    entries: list[tuple[Path, np.ndarray | None, str | None]] = []  # in listing order
+
+    def flush() -> list[Row]:
+        rows: list[Row] = []
+        while listing_skips:
+            path, reason = listing_skips.pop(0)
+            if str(path) not in done:
+                rows.append(Row(str(path), "skipped", error=reason))
+        images = [image for _, image, _ in entries if image is not None]
+        tops = iter(predictor.top_k(predictor.predict(images), config.top_k)) if images else iter(())
+        for path, image, error in entries:
+            if image is None:
+                rows.append(Row(str(path), "skipped", error=error))
+                continue
+            top = next(tops)
+            label, confidence = top[0]
+            row = Row(str(path), "ok", label=label, confidence=confidence, top_k=top)
+            if sorter is not None:
+                try:
+                    row.sorted_to = str(sorter.place(path, label, confidence, predictor.labels.index(label)))
+                except OSError as exc:
+                    row.status, row.error = "skipped", f"cannot sort: {exc.strerror or exc}"
+            rows.append(row)
+        for row in rows:
+            if row.status == "ok":
+                summary.classified += 1
+                summary.per_label[row.label or "?"] += 1
+            else:
+                summary.skipped += 1
+                if len(summary.skipped_examples) < 20:
+                    summary.skipped_examples.append((row.path, row.error or ""))
+        if writer is not None:
+            writer.write(rows)
+        entries.clear()
+        return rows
+
+    try:
+        for result in decode_parallel(todo(), predictor.contract.input, workers=workers):
+            seen += 1
+            entries.append((result.item, result.image, result.error))
+            if len(entries) >= config.batch_size:
+                rows = flush()
+                if on_progress:
+                    on_progress(seen, total[0])
+                yield rows
+        rows = flush()
+        if on_progress:
+            on_progress(seen, total[0])
+        if rows:
+            yield rows
+    finally:
+        stop_counting.set()
+        summary.seconds = time.perf_counter() - start
+        if writer is not None:
+            writer.close()

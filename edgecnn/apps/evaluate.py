@@ -1,0 +1,108 @@
+"""``edgecnn evaluate``: metrics of a .keras or .onnx model on a labelled folder, through one code path.
+
+Both kinds of model get their images from ``imaging.load_image`` (decoded in parallel) and their metrics
+from ``report.compute_metrics``; only the forward pass differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.core.contract import ModelContract
+from edgecnn.core.dataset import LabelledFolder, list_class_folder
+from edgecnn.core.decode import iter_batches
+from edgecnn.core.errors import DatasetError
+from edgecnn.core.metrics import Metrics, compute_metrics
+
+ForwardFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: its contract and a forward function on float32 NHWC batches."""
+
+    kind: str  # "keras" or "onnx"
+    contract: ModelContract
+    forward: ForwardFn
+    provider: str | None = None
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics of one model on one folder, the predictions behind them, and the files that were skipped."""
+
+    kind: str
+    data_dir: Path
+    metrics: Metrics
+    probabilities: np.ndarray
+    y_true: np.ndarray
+    paths: list[Path]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    provider: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_kind": self.kind,
+            "provider": self.provider,
+            "data_dir": str(self.data_dir),
+            **self.metrics.to_dict(),
+            "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
+        }
+
+
+def resolve_eval_dir(data_dir: str | Path) -> Path:
+    """A folder of class folders, or the val/ folder of a train/val layout."""
+    root = Path(data_dir)
+    for name in ("val", "valid", "validation", "test"):
+        if (root / name).is_dir() and (root / "train").is_dir():
+            return root / name
+    return root
+
+
+def load_onnx_model(
+    model_path: str | Path, provider: str = "auto", threads: int | None = None
+) -> LoadedModel:
+    """Load an edgecnn .onnx model for evaluation (a .keras model is loaded by ``edgecnn.evaluate``).
+
+    Raises:
+        ModelFileError: Missing file, or a file that cannot be loaded.
+    """
+    from edgecnn.runtime.predictor import Predictor
+
+    predictor = Predictor(model_path, provider=provider, threads=threads)
+    return LoadedModel("onnx", predictor.contract, predictor.predict_batch, provider=predictor.provider)
+
+
+def labelled_folder_for(contract: ModelContract, data_dir: str | Path) -> LabelledFolder:
+    folder = list_class_folder(resolve_eval_dir(data_dir), classes=list(contract.labels))
+    if not folder.samples:
+        raise DatasetError(f"no images found in the class folders of {folder.root}")
+    return folder
+
+
+def run_on_folder(
+    model: LoadedModel, data_dir: str | Path, batch_size: int = 32, workers: int | None = None
+) -> EvaluationResult:
+    """Evaluate a loaded model on a labelled folder (class names must be among the model's labels)."""
+    if batch_size < 1:
+        raise DatasetError(f"--batch-size must be at least 1, got {batch_size}")
+    folder = labelled_folder_for(model.contract, data_dir)
+    probs, truth, paths = [], [], []
+    skipped = list(folder.skipped)
+    for batch, labels, batch_paths, bad in iter_batches(folder.samples, model.contract, batch_size, workers):
+        skipped.extend(bad)
+        if len(batch):
+            probs.append(model.forward(batch))
+            truth.append(labels)
+            paths.extend(batch_paths)
+    if not probs:
+        raise DatasetError(f"none of the {len(folder.samples)} image files in {folder.root} could be read")
+    p = np.concatenate(probs)
+    y = np.concatenate(truth)
+    metrics = compute_metrics(y, p.argmax(axis=1), model.contract.labels)
+    return EvaluationResult(model.kind, folder.root, metrics, p, y, paths, skipped, model.provider)

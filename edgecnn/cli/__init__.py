@@ -1,0 +1,12 @@
+"""The ``edgecnn`` command line: one module per command group, each command parses options and makes one
+library call. The entry point is ``edgecnn.cli:app``; importing the groups registers their commands, in the
+order ``--help`` lists them.
+"""
+
+# isort: skip_file
+from edgecnn.cli.app import app
+from edgecnn.cli import training  # noqa: F401  train, evaluate, export
+from edgecnn.cli import inference  # noqa: F401  info, classify, webcam
+from edgecnn.cli import tools  # noqa: F401  demo, benchmark, doctor
+
+__all__ = ["app"]

@@ -1,0 +1,194 @@
+"""Commands that run a model: ``info``, ``classify``, ``webcam``."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgecnn.cli.app import app, err, handle_errors, out, say
+from edgecnn.cli.options import (
+    FallbackOption,
+    ModelOption,
+    Provider,
+    ProviderOption,
+    ThreadsOption,
+    WorkersOption,
+    open_predictor,
+)
+from edgecnn.cli.render import classify_with_progress, print_rows, render_classify_summary
+
+
+@app.command()
+@handle_errors
+def info(
+    model: Annotated[Path, typer.Argument(help="An .onnx model.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON on stdout.")] = False,
+) -> None:
+    """Show a model's contract (labels, input, preprocessing), graph facts and usable providers."""
+    from edgecnn.tools.info import describe_model, format_info
+
+    data = describe_model(model)
+    if as_json:
+        out.print_json(json.dumps(data))
+    else:
+        out.print(format_info(data), markup=False)
+
+
+@app.command()
+@handle_errors
+def classify(
+    paths: Annotated[list[Path], typer.Argument(help="Image files and folders.")],
+    model: ModelOption = None,
+    provider: ProviderOption = Provider.auto,
+    fallback: FallbackOption = False,
+    batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
+    top_k: Annotated[int, typer.Option(help="Labels to report per image.")] = 1,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders.")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Results file: .csv, .jsonl or .json (by extension)."),
+    ] = None,
+    sort_into: Annotated[
+        Path | None, typer.Option(help="Copy (or move) each file into DIR/<label>/.")
+    ] = None,
+    copy: Annotated[
+        bool, typer.Option("--copy/--move", help="With --sort-into: copy (default) or move files.")
+    ] = True,
+    min_confidence: Annotated[
+        float, typer.Option(help="With --sort-into: files below this confidence go to DIR/_uncertain/.")
+    ] = 0.0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run: skip files already in --output.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")] = False,
+    workers: WorkersOption = None,
+    threads: ThreadsOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-file lines.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Classify image files and folders with an ONNX model; write results, sort files."""
+    from edgecnn.apps.classify import ClassifyConfig, classify_paths
+
+    config = ClassifyConfig(
+        paths=paths,
+        batch_size=batch_size,
+        top_k=top_k,
+        recursive=recursive,
+        output=output,
+        sort_into=sort_into,
+        move=not copy,
+        min_confidence=min_confidence,
+        resume=resume,
+        force=force,
+        workers=workers,
+    )
+    predictor = open_predictor(model, provider, fallback, threads)
+    if output is None and not quiet and not as_json:
+        summary = classify_paths(config, predictor, on_rows=print_rows)  # the rows are the progress
+    elif err.is_terminal and not quiet:
+        summary = classify_with_progress(config, predictor)
+    else:
+        summary = classify_paths(config, predictor)
+    render_classify_summary(summary)
+    if as_json:
+        out.print_json(json.dumps(summary.to_dict()))
+    if summary.interrupted:
+        raise typer.Exit(code=130)
+    if summary.skipped or summary.already_skipped:
+        raise typer.Exit(code=1)
+
+
+class Crop(str, Enum):
+    CENTER = "center"
+    NONE = "none"
+
+
+@app.command()
+@handle_errors
+def webcam(
+    model: ModelOption = None,
+    camera: Annotated[int, typer.Option(help="Camera index.")] = 0,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="A video file, an image sequence pattern (img_%04d.png) or a stream URL, instead of a camera."
+        ),
+    ] = None,
+    provider: ProviderOption = Provider.auto,
+    fallback: FallbackOption = False,
+    width: Annotated[int | None, typer.Option(help="Capture width to request from the camera.")] = None,
+    height: Annotated[int | None, typer.Option(help="Capture height to request from the camera.")] = None,
+    crop: Annotated[
+        Crop,
+        typer.Option(
+            help="How a non-square frame meets a square model input: center crop, or none (stretch)."
+        ),
+    ] = Crop.CENTER,
+    top_k: Annotated[int, typer.Option(help="Labels shown on the overlay.")] = 3,
+    every: Annotated[
+        int, typer.Option(help="Classify every Nth frame; the overlay keeps the last result.")
+    ] = 1,
+    smooth: Annotated[int, typer.Option(help="Average the last N probability vectors.")] = 1,
+    no_display: Annotated[
+        bool,
+        typer.Option("--no-display", help="No window (headless); also automatic when there is no display."),
+    ] = False,
+    record: Annotated[
+        Path | None, typer.Option(help="Write the annotated frames to a video (.mp4, .avi or .mkv).")
+    ] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per classified frame.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+    realtime: Annotated[
+        bool | None,
+        typer.Option(
+            "--realtime/--no-realtime",
+            help="Pace a file like a live source (dropping frames) [default: live for cameras and streams, every frame for files].",
+        ),
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(help="Reconnection attempts when a live source stops delivering.")
+    ] = 3,
+    threads: ThreadsOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite existing --record/--jsonl files.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout at exit.")] = False,
+) -> None:
+    """Classify a live camera, video file or stream with an overlay; optional recording."""
+    from edgecnn.apps.capture import open_source
+    from edgecnn.apps.webcam import WebcamConfig, format_summary, run_webcam
+
+    config = WebcamConfig(
+        crop=crop.value,
+        top_k=top_k,
+        every=every,
+        smooth=smooth,
+        display=not no_display,
+        record=record,
+        jsonl=jsonl,
+        max_frames=max_frames,
+        force=force,
+    )
+    predictor = open_predictor(model, provider, fallback, threads)
+    frames = open_source(
+        camera=camera,
+        source=source,
+        width=width,
+        height=height,
+        realtime=realtime,
+        max_retries=retries,
+        on_event=say,
+    )
+    say(
+        f"source: {frames.description} ({'live: newest frame only' if frames.live else 'every frame in order'}); q or Esc quits, space pauses, s saves a snapshot"
+    )
+    summary = run_webcam(frames, predictor, config, on_event=say)
+    say(format_summary(summary))
+    if as_json:
+        out.print_json(json.dumps(summary.to_dict()))
+    if summary.end_reason == "interrupted":
+        raise typer.Exit(code=130)

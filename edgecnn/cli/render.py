@@ -1,0 +1,127 @@
+"""How results look on a terminal: export figures, the classify summary table, per-file lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+
+from edgecnn.cli.app import err, out, say
+
+
+def print_export(result: Any) -> dict[str, Any]:
+    """Say what an export wrote and proved; returns the same figures as a JSON-ready dict."""
+    summary: dict[str, Any] = {
+        "fp32": {
+            "output": str(result.output),
+            "bytes": result.size_bytes,
+            "parity_images": result.parity.images,
+            "parity_max_abs_diff": result.parity.max_abs_diff,
+            "parity_top1_agreement": result.parity.top1_agreement,
+        }
+    }
+    say(f"wrote {result.output} ({result.size_bytes / 1e6:.2f} MB)")
+    q = result.int8
+    if q is not None:
+        summary["int8"] = q.to_dict()
+        if len(q.candidates) > 1:
+            say("calibration candidates:")
+            for c in q.candidates:
+                acc = f"{c.accuracy * 100:6.2f}%" if c.accuracy is not None else "   n/a "
+                agree = f"{c.agreement * 100:6.2f}%" if c.agreement is not None else "   n/a "
+                mark = " <- chosen" if c is q.chosen else ""
+                status = c.error or (
+                    "within budget" if c.within_budget else "over budget" if c.within_budget is False else ""
+                )
+                say(
+                    f"  {c.method:<10} {'per-channel' if c.per_channel else 'per-tensor ':<11} accuracy {acc} agreement {agree} {status}{mark}"
+                )
+        say(f"wrote {q.output} ({q.int8_size / 1e6:.2f} MB, {q.size_ratio * 100:.0f}% of fp32)")
+        if q.fp32_accuracy is not None and q.int8_accuracy is not None:
+            say(
+                f"accuracy on {q.eval_images} images: fp32 {q.fp32_accuracy * 100:.2f}%, int8 {q.int8_accuracy * 100:.2f}% "
+                f"(drop {(q.fp32_accuracy - q.int8_accuracy) * 100:+.2f} pp, budget {q.max_accuracy_drop} pp); "
+                f"top-1 agreement {q.agreement * 100:.2f}%"
+            )
+        say(
+            f"speed on this machine (CPU, batch {q.latency_batch}): fp32 {q.fp32_latency_ms:.1f} ms, "
+            f"int8 {q.int8_latency_ms:.1f} ms ({q.speedup:.2f}x)"
+        )
+    return summary
+
+
+def print_rows(rows: list[Any]) -> None:
+    for row in rows:
+        if row.status == "ok":
+            alts = "  ".join(f"{lab} {p:.3f}" for lab, p in row.top_k[1:])
+            text = f"{row.path}\t{row.label}\t{row.confidence:.3f}" + (f"\t{alts}" if alts else "")
+        else:
+            text = f"{row.path}\tskipped\t{row.error}"
+        out.print(text, markup=False, highlight=False)
+
+
+def render_classify_summary(summary: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=None, show_header=True, header_style="bold")
+    table.add_column("label")
+    table.add_column("files", justify="right")
+    for label, count in sorted(summary.per_label.items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(escape(label), str(count))
+    if summary.skipped:
+        table.add_row("(skipped)", str(summary.skipped))
+    err.print(table)
+    if summary.output:
+        for path, reason in summary.skipped_examples[:10]:
+            say(f"skipped {path}: {reason}")
+        if summary.skipped > 10:
+            say(f"... {summary.skipped - 10} more skipped (see {summary.output})")
+    extra = f", {summary.already_done} already in {summary.output}" if summary.already_done else ""
+    say(
+        f"{summary.classified} classified, {summary.skipped} skipped{extra} in {summary.seconds:.2f} s "
+        f"({summary.images_per_second:.1f} images/s, {summary.workers} decode workers, batch {summary.batch_size}); "
+        f"provider {summary.provider}" + (f" ({summary.provider_note})" if summary.provider_note else "")
+    )
+    if summary.output:
+        say(f"results: {summary.output}")
+    if summary.sort_into:
+        say(f"sorted into: {summary.sort_into}")
+    if summary.interrupted:
+        say("interrupted: the results file holds every finished batch; rerun with --resume to complete it")
+
+
+def classify_with_progress(config: Any, predictor: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from edgecnn.apps.classify import classify_paths
+
+    columns = [
+        TextColumn("classifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f} img/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("classify", total=None, rate=0.0)
+        started = [0.0]
+
+        def update(done: int, total: int | None) -> None:
+            import time
+
+            now = time.perf_counter()
+            if not started[0]:
+                started[0] = now
+            elapsed = now - started[0]
+            progress.update(task, completed=done, total=total, rate=done / elapsed if elapsed > 0 else 0.0)
+
+        return classify_paths(config, predictor, on_progress=update, count_in_background=True)

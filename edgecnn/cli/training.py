@@ -1,0 +1,239 @@
+"""Commands that build and judge models: ``train``, ``evaluate``, ``export``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgecnn.cli.app import app, handle_errors, out, say
+from edgecnn.cli.options import Provider, ProviderOption, WorkersOption
+from edgecnn.cli.render import print_export
+
+
+class Arch(str, Enum):
+    cnn = "cnn"
+    vgg16 = "vgg16"
+
+
+@app.command()
+@handle_errors
+def train(
+    data_dir: Annotated[
+        Path,
+        typer.Argument(help="Folder of class folders, or a folder with train/ and val/ of class folders."),
+    ],
+    arch: Annotated[
+        Arch, typer.Option(help="Model: a CNN from scratch, or VGG16 transfer learning.")
+    ] = Arch.cnn,
+    img_size: Annotated[
+        int | None, typer.Option(help="Square input side in pixels [default: 96 for cnn, 224 for vgg16].")
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option(help="Maximum training epochs (early stopping may end sooner).")
+    ] = 40,
+    batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 32,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Peak learning rate [default: 1e-3 for cnn, 5e-4 for vgg16].")
+    ] = None,
+    val_dir: Annotated[
+        Path | None, typer.Option(help="Separate folder of class folders for validation.")
+    ] = None,
+    val_split: Annotated[
+        float | None, typer.Option(help="Fraction of each class held out for validation [default: 0.2].")
+    ] = None,
+    no_augment: Annotated[
+        bool,
+        typer.Option(
+            "--no-augment", help="Turn off augmentation (flip, rotation, zoom, shift, contrast, brightness)."
+        ),
+    ] = False,
+    grayscale: Annotated[
+        bool, typer.Option("--grayscale", help="Train on grey images (one channel).")
+    ] = False,
+    weights: Annotated[
+        str, typer.Option(help="vgg16 base weights: imagenet, none, or PATH to a weights file.")
+    ] = "imagenet",
+    fine_tune_epochs: Annotated[
+        int, typer.Option(help="vgg16: epochs of fine-tuning block5 after the frozen-base phase.")
+    ] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Random seed for the split, initialisation, shuffling and augmentation.")
+    ] = 42,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder [default: runs/<timestamp>].")] = None,
+    patience: Annotated[
+        int, typer.Option(help="Early stopping: epochs without a better validation loss.")
+    ] = 10,
+    base_filters: Annotated[
+        int, typer.Option(help="cnn: filters of the first block (later blocks double it).")
+    ] = 32,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop after the last epoch that fits in this many minutes.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch progress.")] = False,
+) -> None:
+    """Train a CNN or VGG16 transfer model on a folder of labelled photos."""
+    from edgecnn.core.metrics import format_metrics
+    from edgecnn.training.train import TrainConfig
+    from edgecnn.training.train import train as run_training
+
+    config = TrainConfig(
+        data_dir=data_dir,
+        out_dir=out,
+        arch=arch.value,
+        img_size=img_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        val_dir=val_dir,
+        val_split=val_split,
+        augment=not no_augment,
+        grayscale=grayscale,
+        weights=weights,
+        fine_tune_epochs=fine_tune_epochs,
+        seed=seed,
+        patience=patience,
+        base_filters=base_filters,
+        max_minutes=max_minutes,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
+    )
+    result = run_training(config, log=say)
+    report = result.report
+    say(format_metrics(result.metrics))
+    say(
+        f"\n{'interrupted after' if result.interrupted else 'trained'} {report['epochs_run']} epoch(s) in "
+        f"{report['train_seconds']:.0f} s ({report['train_images_per_second']:.0f} images/s); "
+        f"best epoch {report['best_epoch']}; validation accuracy {report['val_accuracy'] * 100:.2f}%"
+    )
+    say(
+        f"run folder: {result.run_dir}  (model.keras, report.json, curves.png, confusion_matrix.png, misclassified.png)"
+    )
+    say(f"next: edgecnn export {result.run_dir} --int8")
+    if result.interrupted:
+        raise typer.Exit(code=130)
+    if result.skipped:
+        say(f"{len(result.skipped)} file(s) were skipped (listed in report.json)")
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Annotated[
+        Path, typer.Argument(help="A .keras model (with report.json beside it) or an edgecnn .onnx model.")
+    ],
+    data_dir: Annotated[
+        Path,
+        typer.Argument(help="Folder of class folders (its val/ folder is used if it has train/ and val/)."),
+    ],
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    workers: WorkersOption = None,
+    provider: ProviderOption = Provider.auto,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+) -> None:
+    """Accuracy, per-class precision/recall/F1 and confusion matrix of a model on a labelled folder."""
+    from edgecnn.api import evaluate as evaluate_model
+    from edgecnn.core.metrics import format_metrics
+
+    result = evaluate_model(model, data_dir, batch_size=batch_size, workers=workers, provider=provider.value)
+    for path, reason in result.skipped[:10]:
+        say(f"skipped {path}: {reason}")
+    if len(result.skipped) > 10:
+        say(f"... and {len(result.skipped) - 10} more skipped file(s)")
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        say(
+            f"model: {model} ({result.kind}{', ' + result.provider if result.provider else ''}); data: {result.data_dir}"
+        )
+        out.print(format_metrics(result.metrics), markup=False)
+    if result.skipped:
+        raise typer.Exit(code=1)
+
+
+class CalibMethod(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+    auto = "auto"
+
+
+@app.command()
+@handle_errors
+def export(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder from `edgecnn train`, or a .keras file with report.json beside it."
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="fp32 .onnx path [default: RUN_DIR/model.onnx].")
+    ] = None,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write a static int8 (QDQ) model calibrated on real images.")
+    ] = False,
+    int8_output: Annotated[
+        Path | None, typer.Option(help="int8 .onnx path [default: beside the fp32 file, *.int8.onnx].")
+    ] = None,
+    calib: Annotated[
+        Path | None,
+        typer.Option(
+            "--calib",
+            help="Images for calibration (class folders or a plain folder) [default: the run's training images].",
+        ),
+    ] = None,
+    calib_size: Annotated[int, typer.Option(help="Calibration images, sampled evenly across classes.")] = 300,
+    calib_method: Annotated[
+        CalibMethod,
+        typer.Option(
+            help="Calibration: minmax, entropy, percentile, or auto (try all, per-channel on and off, keep the most accurate within the budget)."
+        ),
+    ] = CalibMethod.minmax,
+    per_channel: Annotated[
+        bool, typer.Option("--per-channel/--per-tensor", help="Per-channel or per-tensor weight scales.")
+    ] = True,
+    eval_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval",
+            help="Labelled folder to measure accuracy after export [default: the run's validation images].",
+        ),
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float,
+        typer.Option(help="Fail the int8 export if accuracy drops by more than this many percentage points."),
+    ] = 1.0,
+    opset: Annotated[int, typer.Option(help="ONNX opset (int8 needs 20 or lower).")] = 17,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the export figures as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Convert a trained Keras model to ONNX (checked against Keras), optionally int8."""
+    from edgecnn.export.convert import export_all
+
+    result = export_all(
+        source,
+        output=output,
+        int8=int8,
+        int8_output=int8_output,
+        calib_dir=calib,
+        calib_size=calib_size,
+        calib_method=calib_method.value,
+        per_channel=per_channel,
+        eval_dir=eval_dir,
+        max_accuracy_drop=max_accuracy_drop,
+        opset=opset,
+        force=force,
+        log=say,
+    )
+    summary = print_export(result)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    if result.int8 is not None and result.int8.skipped:
+        raise typer.Exit(code=1)

@@ -1,0 +1,108 @@
+"""Decoding many image files in worker threads, in order, with bounded memory; batches for a model."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from edgecnn.core.contract import InputSpec, ModelContract
+from edgecnn.core.dataset import Sample
+from edgecnn.core.errors import EdgecnnError, ImageError
+from edgecnn.core.imaging import load_image
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Decoded(Generic[T]):
+    """One item after decoding: the model input, or the reason it could not be made."""
+
+    item: T
+    image: np.ndarray | None
+    error: str | None
+
+
+def default_workers() -> int:
+    """Decoding threads: one per CPU core (decoders release the GIL), at least one, at most 16."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        count = os.cpu_count() or 1
+    return max(1, min(16, count))
+
+
+def decode_parallel(
+    items: Iterable[T],
+    spec: InputSpec,
+    workers: int | None = None,
+    window: int | None = None,
+    path_of: Callable[[T], str | os.PathLike[str]] = lambda item: item,  # type: ignore[assignment,return-value]
+) -> Iterator[Decoded[T]]:
+    """Decode images in worker threads, yielding results in input order with a bounded number in flight.
+
+    Args:
+        items: Items to decode (paths, or anything ``path_of`` maps to a path); consumed lazily.
+        spec: The model's input spec.
+        workers: Decoding threads (default: CPU count).
+        window: Most images decoded ahead of the consumer (default: 4 per worker, at least 32): memory stays
+            bounded however many items there are.
+        path_of: Maps an item to the file to decode.
+    """
+    workers = workers or default_workers()
+    if workers < 1:
+        raise EdgecnnError(f"--workers must be at least 1, got {workers}")
+    window = window or max(32, 4 * workers)
+
+    def work(item: T) -> Decoded[T]:
+        try:
+            return Decoded(item, load_image(path_of(item), spec), None)
+        except ImageError as exc:
+            return Decoded(item, None, str(exc))
+
+    pending: deque[Future[Decoded[T]]] = deque()
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecnn-decode") as pool:
+        try:
+            for item in iterator:
+                pending.append(pool.submit(work, item))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def iter_batches(
+    samples: Sequence[Sample], contract: ModelContract, batch_size: int, workers: int | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[Path], list[tuple[Path, str]]]]:
+    """Decoded (float32 batch, labels, paths, skipped) tuples over labelled samples, in order."""
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    paths: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for result in decode_parallel(samples, contract.input, workers=workers, path_of=lambda s: s[0]):
+        if result.image is None:
+            skipped.append((result.item[0], result.error or "unreadable"))
+            continue
+        images.append(result.image)
+        labels.append(result.item[1])
+        paths.append(result.item[0])
+        if len(images) == batch_size:
+            yield np.stack(images).astype(np.float32), np.array(labels), paths, skipped
+            images, labels, paths, skipped = [], [], [], []
+    if images or skipped:
+        batch = (
+            np.stack(images).astype(np.float32)
+            if images
+            else np.zeros((0, *contract.input.shape), np.float32)
+        )
+        yield batch, np.array(labels, dtype=np.int64), paths, skipped

@@ -1,0 +1,97 @@
+"""Where images come from on the inference side: folders walked lazily, files decoded in parallel.
+
+Camera, video and stream capture lives in ``capture.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from edgecnn.core.imaging import IMAGE_SUFFIXES
+
+T = TypeVar("T")
+
+
+def iter_image_files(
+    paths: Iterable[str | Path],
+    recursive: bool = False,
+    skipped: list[tuple[Path, str]] | None = None,
+    exclude: str | Path | None = None,
+) -> Iterator[Path]:
+    """Image files named by ``paths`` (files as given; folders walked lazily in sorted order).
+
+    Folders are read one at a time, so a folder of 100,000 images is never listed into memory as a whole
+    beyond its own directory entries. Directory links are followed at most once (loops are cut), and
+    problems (missing paths, unreadable folders) are appended to ``skipped`` instead of raising.
+
+    Args:
+        paths: Files and folders.
+        recursive: Walk sub-folders too.
+        skipped: Receives (path, reason) for what could not be listed.
+        exclude: A folder not to walk into (e.g. the --sort-into target inside the input folder).
+    """
+    skipped = skipped if skipped is not None else []
+    seen_dirs: set[tuple[int, int]] = set()
+    if exclude is not None:
+        try:
+            st = Path(exclude).stat()
+            seen_dirs.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+    for raw in paths:
+        path = Path(raw)
+        try:
+            is_dir = path.is_dir()
+            exists = is_dir or path.exists() or path.is_symlink()
+        except OSError as exc:
+            skipped.append((path, f"cannot read ({exc.strerror or exc})"))
+            continue
+        if not exists:
+            skipped.append((path, "not found"))
+        elif is_dir:
+            yield from _walk(path, recursive, seen_dirs, skipped)
+        else:
+            yield path  # a file named explicitly is tried whatever its suffix
+
+
+def _walk(
+    folder: Path, recursive: bool, seen: set[tuple[int, int]], skipped: list[tuple[Path, str]]
+) -> Iterator[Path]:
+    try:
+        st = folder.stat()
+    except OSError as exc:
+        skipped.append((folder, f"cannot read folder ({exc.strerror or exc})"))
+        return
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return  # a link back to a folder already walked: following it again would loop
+    seen.add(key)
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        skipped.append((folder, f"cannot read folder ({exc.strerror or exc})"))
+        return
+    subdirs = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and not recursive:
+                skipped.append((Path(entry.path), "is a directory, not an image file"))
+            elif recursive:
+                subdirs.append(Path(entry.path))
+            continue
+        if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+            yield Path(entry.path)
+        elif entry.is_symlink() and not os.path.exists(entry.path):
+            skipped.append((Path(entry.path), "broken link"))
+    for sub in subdirs:
+        yield from _walk(sub, recursive, seen, skipped)

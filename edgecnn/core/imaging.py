@@ -1,0 +1,311 @@
+"""One definition of how a file or a camera frame becomes a model input.
+
+Training, evaluation, int8 calibration, ``classify`` and ``webcam`` all call these functions, so a model sees
+the same pixels in deployment as it saw in training. Normalisation is not done here: it lives inside the model
+graph, and the input is raw pixel values (uint8 here, float32 when batched for the model).
+
+Files are decoded with Pillow (it reads every common format, honours EXIF orientation, handles palettes,
+transparency and 16-bit data, and refuses decompression bombs from the header), then resized with OpenCV's
+INTER_AREA. Large JPEGs are decoded at a reduced DCT scale first (``Image.draft``), never below the model's
+input size: several times faster, and identical on both sides because both sides call this module.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from edgecnn.core.contract import InputSpec
+from edgecnn.core.errors import ImageError
+
+#: File name suffixes that are listed as images when walking folders.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: Formats Pillow may decode for us (MPO is the multi-picture JPEG many phones write).
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "TIFF"})
+#: Images with more pixels than this are refused from their header, before any pixel is decoded.
+MAX_PIXELS = 64_000_000
+#: Files larger than this are refused before reading.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+# Pillow's own guard warns at MAX_IMAGE_PIXELS and raises at twice that; we check the header ourselves
+# with a clearer message, and keep Pillow's guard as a second line.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+cv2.setNumThreads(1)  # parallelism comes from our worker threads; OpenCV's own pool only adds contention
+
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"%PDF", 0, "a PDF document"),
+    (b"ftypheic", 4, "a HEIC/HEIF image (not supported: convert it to JPEG or PNG)"),
+    (b"ftypheix", 4, "a HEIC/HEIF image (not supported: convert it to JPEG or PNG)"),
+    (b"ftypmif1", 4, "a HEIC/HEIF image (not supported: convert it to JPEG or PNG)"),
+    (b"ftypavif", 4, "an AVIF image (not supported: convert it to JPEG or PNG)"),
+    (b"<!DOCTYPE html", 0, "an HTML page"),
+    (b"<html", 0, "an HTML page"),
+    (b"PK\x03\x04", 0, "a ZIP archive"),
+)
+
+
+def describe_bytes(head: bytes) -> str | None:
+    """Name a common non-image file from its first bytes, for a clearer error message."""
+    stripped = head.lstrip()
+    for magic, offset, what in _SIGNATURES:
+        sample = stripped if offset == 0 else head
+        if sample[offset : offset + len(magic)].lower() == magic.lower():
+            return what
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head[:256]):
+        return "a text file"
+    return None
+
+
+def load_image(source: str | os.PathLike[str] | bytes, spec: InputSpec) -> np.ndarray:
+    """Decode an image file and turn it into one model input.
+
+    Args:
+        source: A path, or the file's bytes.
+        spec: The model's input spec (size, channels, resize rule).
+
+    Returns:
+        uint8 array of shape (spec.height, spec.width, spec.channels), RGB or grey.
+
+    Raises:
+        ImageError: The file cannot be read or is not a supported image; the message says why.
+    """
+    image = decode_image(source, draft_size=(spec.width, spec.height))
+    return image_to_input(image, spec)
+
+
+def decode_image(
+    source: str | os.PathLike[str] | bytes, draft_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Decode a file to an upright uint8 RGB or grey array (alpha composited over white).
+
+    Args:
+        source: A path, or the file's bytes.
+        draft_size: (width, height) the caller will resize to; lets large JPEGs decode at a reduced scale
+            that is still at least this big.
+
+    Raises:
+        ImageError: The reason the file cannot be used.
+    """
+    stream: BinaryIO
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+        if not data:
+            raise ImageError("empty file (0 bytes)")
+        stream = io.BytesIO(data)
+    else:
+        path = Path(source)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise ImageError("file not found (it may have been moved or deleted)") from None
+        except PermissionError:
+            raise ImageError("permission denied") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read file ({exc.strerror or exc})") from None
+        if path.is_dir():
+            raise ImageError("is a directory, not an image file")
+        if stat.st_size == 0:
+            raise ImageError("empty file (0 bytes)")
+        if stat.st_size > MAX_FILE_BYTES:
+            raise ImageError(
+                f"file is {stat.st_size / 2**20:.0f} MiB; images over {MAX_FILE_BYTES // 2**20} MiB are refused"
+            )
+        try:
+            data = path.read_bytes()
+        except PermissionError:
+            raise ImageError("permission denied") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read file ({exc.strerror or exc})") from None
+        if not data:
+            raise ImageError("empty file (0 bytes)")
+        stream = io.BytesIO(data)
+    return _decode_stream(stream, draft_size)
+
+
+def _decode_stream(stream: BinaryIO, draft_size: tuple[int, int] | None) -> np.ndarray:
+    head = stream.read(64)
+    stream.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the image itself still decodes
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(stream)
+            fmt = img.format or "unknown"
+            if fmt not in ALLOWED_FORMATS:
+                raise ImageError(
+                    f"unsupported image format {fmt} (supported: {', '.join(sorted(ALLOWED_FORMATS))})"
+                )
+            width, height = img.size
+            if width < 1 or height < 1:
+                raise ImageError(f"image has no pixels ({width}x{height})")
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"image declares {width}x{height} pixels, over the {MAX_PIXELS // 1_000_000} MP limit "
+                    "(possible decompression bomb)"
+                )
+            if draft_size is not None and fmt in ("JPEG", "MPO") and img.mode in ("RGB", "L"):
+                side = max(draft_size)  # EXIF rotation may swap the axes: keep both sides at least this big
+                img.draft(img.mode, (side, side))
+            img.load()
+            return _to_array(ImageOps.exif_transpose(img))
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        what = describe_bytes(head)
+        raise ImageError(f"not an image file ({what})" if what else "not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"image is over the {MAX_PIXELS // 1_000_000} MP limit (possible decompression bomb)"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
+        # Pillow reports truncated and corrupt data with these; the message is the useful part.
+        message = str(exc) or type(exc).__name__
+        if "truncated" in message.lower():
+            message = "truncated or corrupt image data"
+        raise ImageError(f"cannot decode image ({message[:120]})") from None
+    except MemoryError:
+        raise ImageError("image too large to decode in memory") from None
+
+
+def pil_to_array(img: Image.Image) -> np.ndarray:
+    """A PIL image as the decoder would give it: upright (EXIF), uint8 RGB or grey, alpha over white."""
+    try:
+        return _to_array(ImageOps.exif_transpose(img))
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot read the PIL image ({exc})") from None
+
+
+def _to_array(img: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to uint8 RGB (H, W, 3) or grey (H, W, 1), compositing alpha over white."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img)
+        if mode == "F":
+            arr = np.clip(np.nan_to_num(arr), 0, 255)
+        elif arr.max(initial=0) > 255:
+            arr = arr.astype(np.float64) / 257.0  # 16-bit data: map 0..65535 onto 0..255
+        return np.round(np.clip(arr, 0, 255)).astype(np.uint8)[:, :, None]
+    if mode == "1":
+        img = img.convert("L")
+        mode = "L"
+    if mode == "L":
+        return np.asarray(img, dtype=np.uint8)[:, :, None]
+    if mode == "P" or mode == "PA":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("LA", "La", "RGBa", "RGBA"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+        return composite_on_white(rgba)
+    if mode != "RGB":
+        img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    return np.asarray(img, dtype=np.uint8)
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """Composite an (H, W, 4) uint8 RGBA image over white; fully opaque images pass through unchanged."""
+    alpha = rgba[:, :, 3:4]
+    rgb = rgba[:, :, :3]
+    if alpha.min(initial=255) == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha.astype(np.float32) / 255.0
+    out = rgb.astype(np.float32) * a + 255.0 * (1.0 - a)
+    return np.round(out).astype(np.uint8)
+
+
+def image_to_input(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Bring a decoded uint8 RGB or grey image to the model's channels and size.
+
+    Args:
+        image: (H, W, 3) RGB or (H, W, 1)/(H, W) grey uint8.
+        spec: The model's input spec.
+
+    Returns:
+        uint8 (spec.height, spec.width, spec.channels).
+    """
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise ImageError(f"expected a uint8 image with 1 or 3 channels, got {image.dtype} {image.shape}")
+    if image.size == 0:
+        raise ImageError(f"image has no pixels ({image.shape[1]}x{image.shape[0]})")
+    if spec.channels == 1 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
+    elif spec.channels == 3 and image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return resize(image, spec)
+
+
+def resize(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Resize (H, W, C) uint8 to the spec's size with the spec's interpolation (INTER_AREA)."""
+    h, w = image.shape[:2]
+    if (h, w) != (spec.height, spec.width):
+        channels = image.shape[2]
+        image = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        elif image.shape[2] != channels:  # pragma: no cover - OpenCV keeps channels for 1..4
+            raise ImageError("resize changed the number of channels")
+    return np.ascontiguousarray(image)
+
+
+def frame_to_input(frame: np.ndarray, spec: InputSpec, crop: str = "none") -> np.ndarray:
+    """Turn an OpenCV frame (BGR, BGRA or grey uint8) into one model input.
+
+    The frame is converted to RGB exactly once here; the model's graph does any further colour work itself
+    (VGG16's BGR flip lives in the graph).
+
+    Args:
+        frame: (H, W, 3) BGR, (H, W, 4) BGRA or (H, W) grey uint8 frame as OpenCV delivers it.
+        spec: The model's input spec.
+        crop: "center" takes the largest centred region with the model's aspect ratio; "none" stretches.
+    """
+    if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
+        raise ImageError("empty frame")
+    if frame.ndim not in (2, 3):  # checked before cropping, which needs a height and a width
+        raise ImageError(f"unsupported frame shape {frame.shape}")
+    if frame.dtype != np.uint8:
+        if frame.dtype == np.uint16:
+            frame = (frame.astype(np.float32) / 257.0).round().astype(np.uint8)
+        else:
+            raise ImageError(f"unsupported frame dtype {frame.dtype}")
+    if crop == "center":
+        frame = center_crop(frame, spec.width / spec.height)
+    elif crop != "none":
+        raise ImageError(f"unknown crop mode {crop!r}; choose center or none")
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        rgb = frame.reshape(frame.shape[0], frame.shape[1], 1)
+    elif frame.ndim == 3 and frame.shape[2] == 3:
+        if spec.channels == 3:
+            # Resize first, then swap channels on the small image: the same values (both are per-channel),
+            # several times cheaper on a full-size frame.
+            return np.ascontiguousarray(resize(frame, spec)[:, :, ::-1])
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        rgb = composite_on_white(cv2.cvtColor(frame, cv2.COLOR_BGRA2RGBA))
+    else:
+        raise ImageError(f"unsupported frame shape {frame.shape}")
+    return image_to_input(rgb, spec)
+
+
+def center_crop(image: np.ndarray, aspect: float) -> np.ndarray:
+    """The largest centred region of ``image`` whose width/height ratio is ``aspect``."""
+    h, w = image.shape[:2]
+    if w / h > aspect:
+        new_w = max(1, round(h * aspect))
+        x0 = (w - new_w) // 2
+        return image[:, x0 : x0 + new_w]
+    new_h = max(1, round(w / aspect))
+    y0 = (h - new_h) // 2
+    return image[y0 : y0 + new_h]
+
+
+def to_batch(images: list[np.ndarray]) -> np.ndarray:
+    """Stack uint8 model inputs into the float32 NHWC batch the model takes (raw 0-255 values)."""
+    return np.stack(images).astype(np.float32)

@@ -1,0 +1,406 @@
+"""Static int8 quantisation (ONNX Runtime, QDQ format), calibrated on real images, with an accuracy budget.
+
+Calibration images go through ``imaging.load_image``, the preprocessing the model was trained with. The
+result is checked on a labelled folder: accuracy against the fp32 model, top-1 agreement, and the speed-up
+measured here; an int8 model that loses more than the budget is not written. ``method="auto"`` tries the
+calibration methods with and without per-channel weights and keeps the most accurate within the budget.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.core.contract import ModelContract
+from edgecnn.core.dataset import Sample
+from edgecnn.core.decode import iter_batches
+from edgecnn.core.errors import ConfigError, DatasetError, DependencyError, ExportError
+from edgecnn.core.onnxfile import atomic_output, load_onnx, op_counts, read_contract, save_onnx, set_contract
+
+METHODS = ("minmax", "entropy", "percentile")
+METHOD_CHOICES = (*METHODS, "auto")
+
+
+@dataclass
+class Candidate:
+    """One quantisation attempt and how it scored."""
+
+    method: str
+    per_channel: bool
+    accuracy: float | None = None
+    agreement: float | None = None
+    within_budget: bool | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "per_channel": self.per_channel,
+            "accuracy": self.accuracy,
+            "top1_agreement": self.agreement,
+            "within_budget": self.within_budget,
+            "seconds": round(self.seconds, 2),
+            "error": self.error,
+        }
+
+
+@dataclass
+class QuantizeResult:
+    """The written int8 model and the evidence for it."""
+
+    output: Path
+    contract: ModelContract
+    fp32_size: int
+    int8_size: int
+    calib_images: int
+    chosen: Candidate
+    fp32_accuracy: float | None
+    int8_accuracy: float | None
+    agreement: float | None
+    eval_images: int
+    fp32_latency_ms: float
+    int8_latency_ms: float
+    latency_batch: int
+    candidates: list[Candidate] = field(default_factory=list)
+    max_accuracy_drop: float = 1.0
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # calibration and evaluation files
+
+    @property
+    def speedup(self) -> float:
+        return self.fp32_latency_ms / self.int8_latency_ms if self.int8_latency_ms else 0.0
+
+    @property
+    def size_ratio(self) -> float:
+        return self.int8_size / self.fp32_size if self.fp32_size else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": str(self.output),
+            "method": self.chosen.method,
+            "per_channel": self.chosen.per_channel,
+            "calib_images": self.calib_images,
+            "fp32_bytes": self.fp32_size,
+            "int8_bytes": self.int8_size,
+            "size_ratio": round(self.size_ratio, 4),
+            "eval_images": self.eval_images,
+            "fp32_accuracy": self.fp32_accuracy,
+            "int8_accuracy": self.int8_accuracy,
+            "accuracy_drop_pp": None
+            if self.fp32_accuracy is None or self.int8_accuracy is None
+            else round((self.fp32_accuracy - self.int8_accuracy) * 100, 3),
+            "top1_agreement": self.agreement,
+            "latency_batch": self.latency_batch,
+            "fp32_latency_ms": round(self.fp32_latency_ms, 3),
+            "int8_latency_ms": round(self.int8_latency_ms, 3),
+            "speedup": round(self.speedup, 3),
+            "max_accuracy_drop_pp": self.max_accuracy_drop,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
+        }
+
+
+def _quantization_api() -> Any:
+    try:
+        from onnxruntime import quantization
+    except ImportError as exc:
+        raise DependencyError(f"int8 export needs onnxruntime's quantization tools ({exc})") from None
+    return quantization
+
+
+def decode_batches(
+    samples: Sequence[Sample], contract: ModelContract, batch_size: int
+) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[Path, str]]]:
+    """Decoded float32 batches and their labels; unreadable files are returned, not raised."""
+    batches, labels, skipped = [], [], []
+    for batch, y, _, bad in iter_batches(samples, contract, batch_size, workers=None):
+        skipped.extend(bad)
+        if len(batch):
+            batches.append(batch)
+            labels.append(y)
+    return batches, labels, skipped
+
+
+class _Reader:
+    """A CalibrationDataReader over already-decoded calibration batches."""
+
+    def __init__(self, input_name: str, batches: Sequence[np.ndarray]) -> None:
+        self.input_name = input_name
+        self.batches = list(batches)
+        self.index = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.index >= len(self.batches):
+            return None
+        batch = self.batches[self.index]
+        self.index += 1
+        return {self.input_name: batch}
+
+    def rewind(self) -> None:
+        self.index = 0
+
+
+def preprocess_for_quantization(fp32_path: Path, out_path: Path) -> None:
+    """ONNX Runtime's pre-processing: symbolic shape inference and graph clean-up before calibration."""
+    q = _quantization_api()
+    try:
+        q.quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=False)
+    except ImportError:  # sympy missing: shape inference still works without the symbolic pass
+        q.quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
+
+
+def quantize_once(
+    pre_path: Path,
+    out_path: Path,
+    calib: Sequence[np.ndarray],
+    input_name: str,
+    method: str,
+    per_channel: bool,
+) -> None:
+    """One static QDQ int8 quantisation (signed int8 weights and activations)."""
+    q = _quantization_api()
+    calibrate = {
+        "minmax": q.CalibrationMethod.MinMax,
+        "entropy": q.CalibrationMethod.Entropy,
+        "percentile": q.CalibrationMethod.Percentile,
+    }[method]
+    extra: dict[str, Any] = {"CalibTensorRangeSymmetric": False}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
+    q.quantize_static(
+        str(pre_path),
+        str(out_path),
+        _Reader(input_name, calib),
+        quant_format=q.QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=q.QuantType.QInt8,
+        weight_type=q.QuantType.QInt8,
+        calibrate_method=calibrate,
+        extra_options=extra,
+    )
+
+
+def predict_all(model_path: Path, batches: Sequence[np.ndarray]) -> np.ndarray:
+    from edgecnn.runtime.predictor import Predictor
+
+    predictor = Predictor(model_path, provider="cpu")
+    return np.concatenate([predictor.predict_batch(b) for b in batches]) if batches else np.zeros((0, 0))
+
+
+def measure_latency(model_path: Path, batch: np.ndarray, runs: int = 10) -> float:
+    """Median milliseconds of one batch on the CPU provider, after a warm-up run."""
+    from edgecnn.runtime.predictor import Predictor
+
+    predictor = Predictor(model_path, provider="cpu")
+    predictor.predict_batch(batch)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        predictor.predict_batch(batch)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def quantize_model(
+    fp32_path: Path,
+    output: Path,
+    calib_samples: Sequence[Sample],
+    calib_source: str,
+    eval_samples: Sequence[Sample] | None = None,
+    method: str = "minmax",
+    per_channel: bool = True,
+    max_accuracy_drop: float = 1.0,
+    force: bool = False,
+    latency_batch: int = 8,
+    log: Any = None,
+) -> QuantizeResult:
+    """Quantise an edgecnn fp32 ONNX model to int8 and check it against the fp32 model.
+
+    Args:
+        fp32_path: The fp32 model written by ``export_model``.
+        output: Where the int8 model goes (written atomically).
+        calib_samples: Images to calibrate on (labels unused).
+        calib_source: Where they came from, for the contract.
+        eval_samples: Labelled images for accuracy and agreement (needed by ``method="auto"``).
+        method: "minmax", "entropy", "percentile" or "auto".
+        per_channel: Per-channel weight scales (ignored by "auto", which tries both).
+        max_accuracy_drop: Largest accuracy loss allowed, in percentage points.
+        force: Overwrite an existing output.
+        latency_batch: Batch size of the speed comparison.
+        log: Callable taking a line of progress text.
+
+    Raises:
+        ExportError: No candidate within the accuracy budget (nothing is written).
+    """
+    say = log or (lambda _m: None)
+    if method not in METHOD_CHOICES:
+        raise ConfigError(f"unknown --calib-method {method!r}; choose from {', '.join(METHOD_CHOICES)}")
+    if max_accuracy_drop < 0:
+        raise ConfigError(f"--max-accuracy-drop must be 0 or more, got {max_accuracy_drop}")
+    fp32 = load_onnx(fp32_path)
+    contract = read_contract(fp32, what=str(fp32_path))
+    if contract.quantization:
+        raise ConfigError(f"{fp32_path} is already quantised; quantise the fp32 model")
+    from edgecnn.core.onnxfile import opset_of
+
+    if opset_of(fp32) > 20:
+        raise ConfigError(
+            f"static int8 needs opset 20 or lower (the model has {opset_of(fp32)}); re-export with --opset 17"
+        )
+    if method == "auto" and not eval_samples:
+        raise ConfigError("--calib-method auto needs labelled images to compare candidates: pass --eval DIR")
+
+    say(f"decoding {len(calib_samples)} calibration images...")
+    calib, _, calib_bad = decode_batches(calib_samples, contract, batch_size=8)
+    calib_count = sum(len(b) for b in calib)
+    if not calib_count:
+        raise DatasetError(f"none of the calibration images in {calib_source} could be read")
+    _log_skipped(say, "calibration", calib_bad)
+    eval_bad: list[tuple[Path, str]] = []
+    eval_batches: list[np.ndarray] = []
+    eval_labels: np.ndarray = np.zeros(0, np.int64)
+    fp32_probs = None
+    fp32_acc = None
+    if eval_samples:
+        say(f"decoding {len(eval_samples)} evaluation images...")
+        eval_batches, label_batches, eval_bad = decode_batches(eval_samples, contract, batch_size=32)
+        _log_skipped(say, "evaluation", eval_bad)
+        eval_labels = np.concatenate(label_batches) if label_batches else eval_labels
+        fp32_probs = predict_all(fp32_path, eval_batches)
+        labelled = eval_labels >= 0
+        fp32_acc = (
+            float((fp32_probs.argmax(1)[labelled] == eval_labels[labelled]).mean())
+            if labelled.any()
+            else None
+        )
+
+    candidates = (
+        [Candidate(m, pc) for m in METHODS for pc in (True, False)]
+        if method == "auto"
+        else [Candidate(method, per_channel)]
+    )
+    with tempfile.TemporaryDirectory(prefix="edgecnn-int8-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        pre = scratch / "pre.onnx"
+        preprocess_for_quantization(fp32_path, pre)
+        for i, cand in enumerate(candidates):
+            path = scratch / f"candidate{i}.onnx"
+            t = time.perf_counter()
+            try:
+                quantize_once(pre, path, calib, contract.input.name, cand.method, cand.per_channel)
+            except Exception as exc:  # a method can fail on a graph; auto keeps going with the others
+                cand.error = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                say(f"  {cand.method} per-channel={cand.per_channel}: failed ({cand.error})")
+                if method != "auto":
+                    raise ExportError(f"int8 quantisation failed: {cand.error}") from None
+                continue
+            cand.seconds = time.perf_counter() - t
+            if fp32_probs is not None:
+                probs = predict_all(path, eval_batches)
+                cand.agreement = float((probs.argmax(1) == fp32_probs.argmax(1)).mean())
+                labelled = eval_labels >= 0
+                if labelled.any() and fp32_acc is not None:
+                    cand.accuracy = float((probs.argmax(1)[labelled] == eval_labels[labelled]).mean())
+                    cand.within_budget = (fp32_acc - cand.accuracy) * 100 <= max_accuracy_drop + 1e-9
+                say(
+                    f"  {cand.method} per-channel={cand.per_channel}: "
+                    + (f"accuracy {cand.accuracy * 100:.2f}% " if cand.accuracy is not None else "")
+                    + f"agreement {cand.agreement * 100:.2f}%"
+                )
+        usable = [c for c in candidates if c.error is None and c.within_budget is not False]
+        if not usable:
+            detail = "; ".join(
+                f"{c.method}/{'per-channel' if c.per_channel else 'per-tensor'}: {_score(c)}"
+                for c in candidates
+            )
+            fp32_text = f"{fp32_acc * 100:.2f}%" if fp32_acc is not None else "n/a"
+            raise ExportError(
+                f"int8 accuracy drops more than {max_accuracy_drop} pp below fp32 ({fp32_text}) for every candidate "
+                f"({detail}); nothing was written. Try --calib-method auto, more --calib-size, or a larger budget"
+            )
+        chosen = max(usable, key=lambda c: (c.accuracy or 0.0, c.agreement or 0.0, -candidates.index(c)))
+        chosen_path = scratch / f"candidate{candidates.index(chosen)}.onnx"
+        int8 = load_onnx(chosen_path)
+        int8_contract = contract.with_updates(
+            quantization={
+                "format": "QDQ",
+                "weights": "int8",
+                "activations": "int8",
+                "per_channel": chosen.per_channel,
+                "calibration_method": chosen.method,
+                "calibration_images": calib_count,
+                "calibration_source": calib_source,
+                "tool": f"onnxruntime.quantization {_ort_version()}",
+                "fp32_accuracy": fp32_acc,
+                "int8_accuracy": chosen.accuracy,
+                "top1_agreement": chosen.agreement,
+                "eval_images": int(len(eval_labels)),
+                "fp32_sha256": _sha(fp32_path),
+            }
+        )
+        set_contract(int8, int8_contract)
+        int8.producer_name = "edgecnn"
+        with atomic_output(output, force) as tmp:
+            save_onnx(int8, tmp)
+            check = load_onnx(tmp)
+            if not op_counts(check).get("QuantizeLinear"):
+                raise ExportError("the quantised model has no QuantizeLinear nodes; refusing to write it")
+            sample = np.concatenate(calib)[:latency_batch]
+            if len(sample) < latency_batch:
+                sample = np.resize(sample, (latency_batch, *sample.shape[1:]))
+            fp32_ms = measure_latency(fp32_path, sample)
+            int8_ms = measure_latency(tmp, sample)
+            int8_size = tmp.stat().st_size
+    return QuantizeResult(
+        output=output,
+        contract=int8_contract,
+        fp32_size=fp32_path.stat().st_size,
+        int8_size=int8_size,
+        calib_images=calib_count,
+        chosen=chosen,
+        fp32_accuracy=fp32_acc,
+        int8_accuracy=chosen.accuracy,
+        agreement=chosen.agreement,
+        eval_images=int(len(eval_labels)),
+        fp32_latency_ms=fp32_ms,
+        int8_latency_ms=int8_ms,
+        latency_batch=latency_batch,
+        candidates=candidates,
+        max_accuracy_drop=max_accuracy_drop,
+        skipped=list(dict.fromkeys([*calib_bad, *eval_bad])),
+    )
+
+
+def _log_skipped(say: Any, use: str, skipped: Sequence[tuple[Path, str]], shown: int = 5) -> None:
+    for path, reason in skipped[:shown]:
+        say(f"skipped {use} file {path}: {reason}")
+    if len(skipped) > shown:
+        say(f"... and {len(skipped) - shown} more skipped {use} file(s) (--json lists them all)")
+
+
+def _score(candidate: Candidate) -> str:
+    if candidate.error:
+        return f"failed ({candidate.error})"
+    return f"{candidate.accuracy * 100:.2f}%" if candidate.accuracy is not None else "not measured"
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+
+        return str(onnxruntime.__version__)
+    except ImportError:
+        return "unknown"
+
+
+def _sha(path: Path) -> str:
+    from edgecnn.core.onnxfile import file_sha256
+
+    return file_sha256(path)

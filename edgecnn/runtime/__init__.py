@@ -1,0 +1,2 @@
+"""The predictor: ONNX Runtime sessions, honest execution-provider selection, batches in, probabilities out.
+Never imports TensorFlow."""

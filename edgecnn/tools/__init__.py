@@ -1,0 +1,1 @@
+"""Tools around the product: benchmark, roofline, doctor, info and the offline demo."""

@@ -1,0 +1,107 @@
+"""``edgecnn info``: what a model file is, what it expects, and where it can run on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgecnn.core.errors import ContractError, ModelFileError
+from edgecnn.core.onnxfile import is_quantized, load_onnx, op_counts, opset_of, parameter_count, read_contract
+
+
+def _shape(value: Any) -> list[int | str]:
+    dims = value.type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+
+
+def describe_model(path: str | Path, probe: bool = True) -> dict[str, Any]:
+    """Facts about an ONNX file: contract, graph, size, quantisation, and providers that really start here.
+
+    A model without the edgecnn contract is still described, with ``contract`` None and a note.
+
+    Raises:
+        ModelFileError: Not a readable ONNX file.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".keras":
+        raise ModelFileError(f"{path} is a Keras model; `edgecnn info` reads .onnx files (export it first)")
+    model = load_onnx(path)
+    info: dict[str, Any] = {
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "opset": opset_of(model),
+        "ir_version": int(model.ir_version),
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "parameters": parameter_count(model),
+        "quantized": is_quantized(model),
+        "nodes": len(model.graph.node),
+        "op_counts": dict(sorted(op_counts(model).items())),
+        "inputs": [{"name": v.name, "shape": _shape(v)} for v in model.graph.input],
+        "outputs": [{"name": v.name, "shape": _shape(v)} for v in model.graph.output],
+        "contract": None,
+        "note": None,
+    }
+    try:
+        info["contract"] = read_contract(model, what=str(path)).to_dict()
+    except ContractError as exc:
+        info["note"] = str(exc)
+    if probe:
+        from edgecnn.runtime.providers import probe_providers
+
+        info["providers"] = [s.to_dict() for s in probe_providers()]
+    return info
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable lines for ``edgecnn info``."""
+    lines = [
+        f"model      {info['path']}  ({info['size_bytes'] / 1e6:.2f} MB, opset {info['opset']}, IR {info['ir_version']})"
+    ]
+    lines.append(
+        f"graph      {info['nodes']} nodes, {info['parameters']:,} parameters, {'int8 (quantised)' if info['quantized'] else 'float32'}"
+    )
+    for v in info["inputs"]:
+        lines.append(f"input      {v['name']} {v['shape']}")
+    for v in info["outputs"]:
+        lines.append(f"output     {v['name']} {v['shape']}")
+    contract = info.get("contract")
+    if contract:
+        spec = contract["input"]
+        labels = contract["labels"]
+        shown = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
+        lines.append(f"labels     {shown}")
+        lines.append(
+            f"input      {spec['height']}x{spec['width']}x{spec['channels']} {spec['color_order']}, raw pixels "
+            f"{spec['value_range'][0]:g}-{spec['value_range'][1]:g}, resize {spec['resize']} ({spec['fit']}), "
+            f"alpha over {spec['alpha']}, EXIF orientation honoured, preprocessing v{spec['preprocess_version']}"
+        )
+        lines.append(f"normalise  {contract['normalization']}")
+        lines.append(f"arch       {contract['arch']}; edgecnn {contract['edgecnn_version']}")
+        training = contract.get("training") or {}
+        if training.get("val_accuracy") is not None:
+            lines.append(
+                f"training   validation accuracy {training['val_accuracy'] * 100:.2f}% on {training.get('val_images', '?')} images"
+            )
+        q = contract.get("quantization")
+        if q:
+            acc = ""
+            if q.get("int8_accuracy") is not None and q.get("fp32_accuracy") is not None:
+                acc = (
+                    f"; accuracy fp32 {q['fp32_accuracy'] * 100:.2f}% -> int8 {q['int8_accuracy'] * 100:.2f}%"
+                )
+            lines.append(
+                f"int8       {q.get('format')} {q.get('calibration_method')}, per-channel {q.get('per_channel')}, "
+                f"{q.get('calibration_images')} calibration images{acc}"
+            )
+        source = contract.get("source") or {}
+        if source:
+            lines.append(
+                f"source     {source.get('model_file')} sha256 {str(source.get('model_sha256'))[:12]}..., created {source.get('created')}"
+            )
+    else:
+        lines.append(f"contract   none: {info.get('note')}")
+    for p in info.get("providers", []):
+        state = "works" if p["works"] else ("listed, cannot start" if p["listed"] else "not available")
+        reason = f" ({p['reason']})" if p["reason"] and not p["works"] else ""
+        lines.append(f"provider   {p['provider']}: {state}{reason}")
+    return "\n".join(lines)

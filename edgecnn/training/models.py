@@ -1,0 +1,202 @@
+"""Model builders. Every model takes raw pixel values (0-255) and normalises inside its own graph.
+
+``ARCHITECTURES`` maps the ``--arch`` choices to builders. Augmentation is not part of any model: it runs in
+the tf.data pipeline at training time only, so the saved and exported graphs are inference-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.core.contract import InputSpec
+from edgecnn.core.errors import ConfigError, DependencyError
+
+VGG16_MEAN_BGR = (103.939, 116.779, 123.68)  # Keras' VGG16 preprocess_input ("caffe" mode)
+VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+MIN_SIDE = 32
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """A built model and what the contract needs to know about it."""
+
+    model: Any
+    normalization: str
+    base: Any = None  # the pretrained base (vgg16), for freezing and fine-tuning
+
+
+def build_cnn(
+    spec: InputSpec, num_classes: int, base_filters: int = 32, dropout: float = 0.4, seed: int = 0
+) -> BuiltModel:
+    """A compact CNN: seven conv/batch-norm/ReLU layers in four pooled blocks, global pooling, dropout, dense.
+
+    Args:
+        spec: Input spec (square side of at least 32 pixels).
+        num_classes: Number of output classes.
+        base_filters: Filters of the first block; later blocks double it (32 gives about 1.7 M parameters).
+        dropout: Dropout rate before and after the dense layer.
+        seed: Seed for the weight initialisers.
+    """
+    import keras
+    from keras import layers
+
+    _check_side(spec)
+    if base_filters < 4:
+        raise ConfigError(f"--base-filters must be at least 4, got {base_filters}")
+    init = keras.initializers.HeNormal(seed=seed)
+    inputs = keras.Input(shape=spec.shape, name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    f = base_filters
+    blocks = [(f, 1), (2 * f, 1), (4 * f, 2), (8 * f, 2)]
+    for b, (filters, convs) in enumerate(blocks, start=1):
+        for c in range(1, convs + 1):
+            x = layers.Conv2D(
+                filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"block{b}_conv{c}"
+            )(x)
+            x = layers.BatchNormalization(name=f"block{b}_bn{c}")(x)
+            x = layers.ReLU(name=f"block{b}_relu{c}")(x)
+        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+    x = layers.Conv2D(8 * f, 3, padding="same", use_bias=False, kernel_initializer=init, name="block5_conv1")(
+        x
+    )
+    x = layers.BatchNormalization(name="block5_bn1")(x)
+    x = layers.ReLU(name="block5_relu1")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, seed=seed, name="dropout1")(x)
+    x = layers.Dense(4 * f, activation="relu", kernel_initializer=init, name="dense")(x)
+    x = layers.Dropout(dropout / 2, seed=seed + 1, name="dropout2")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name="edgecnn_cnn")
+    return BuiltModel(model=model, normalization="x / 255 (Rescaling layer in graph)")
+
+
+def build_vgg16(
+    spec: InputSpec, num_classes: int, weights: str = "imagenet", dropout: float = 0.5, seed: int = 0
+) -> BuiltModel:
+    """VGG16's convolutional base with a new classification head; the base starts frozen.
+
+    VGG16's own preprocessing (RGB to BGR, subtract the ImageNet mean) is a fixed 1x1 convolution in the
+    graph, so the model takes the same raw RGB pixels as every edgecnn model. Grey inputs are copied to the
+    three channels by the same layer.
+
+    Args:
+        spec: Input spec (side of at least 32 pixels).
+        num_classes: Number of output classes.
+        weights: "imagenet" (downloaded once by Keras, then cached), "none", or the path of a weights file
+            for ``keras.applications.VGG16(include_top=False)``.
+        dropout: Dropout rate of the head.
+        seed: Seed for the head's initialisers.
+
+    Raises:
+        DependencyError: ImageNet weights cannot be downloaded and are not in Keras' cache.
+        ConfigError: A weights path that does not exist or does not fit.
+    """
+    import keras
+    from keras import layers
+
+    _check_side(spec)
+    base = _vgg16_base(spec, weights)
+    base.trainable = False
+    inputs = keras.Input(shape=spec.shape, name="image")
+    kernel = np.zeros((1, 1, spec.channels, 3), np.float32)
+    for out_c in range(
+        3
+    ):  # output channel c (B, G, R) takes input channel 2 - c (R, G, B); grey feeds all three
+        kernel[0, 0, 0 if spec.channels == 1 else 2 - out_c, out_c] = 1.0
+    bias = -np.array(VGG16_MEAN_BGR, np.float32)
+    pre = layers.Conv2D(3, 1, name="vgg16_preprocess", trainable=False)
+    x = pre(inputs)
+    pre.set_weights([kernel, bias])
+    x = base(x, training=False)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, seed=seed, name="dropout1")(x)
+    x = layers.Dense(
+        256, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed), name="dense"
+    )(x)
+    x = layers.Dropout(dropout, seed=seed + 1, name="dropout2")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name="edgecnn_vgg16")
+    return BuiltModel(
+        model=model,
+        normalization="RGB->BGR and ImageNet mean subtraction (VGG16 'caffe' preprocessing, 1x1 conv in graph)",
+        base=base,
+    )
+
+
+def import_keras() -> tuple[Any, Any]:
+    """Import Keras and TensorFlow quietly, or say how to install them."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Keras warns on every tf.data input that it will not shuffle it again and that an epoch "ran out of
+    # data" (it has no length for tf.data): both are expected here.
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*tf.data.Dataset.*")
+    warnings.filterwarnings("ignore", message=".*Your input ran out of data.*")
+    from edgecnn.core.nativeio import capture_native_output, replay
+
+    try:
+        with capture_native_output() as log:
+            import keras
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device discovery logs (no CUDA driver...) happen here
+    except ImportError as exc:
+        raise DependencyError(
+            f"training needs TensorFlow and Keras ({exc.name} is missing): pip install 'edgecnn[train]'"
+        ) from None
+    finally:
+        replay(log)
+    return keras, tf
+
+
+def keras_cache_path(filename: str = VGG16_WEIGHTS_FILE) -> Path:
+    """Where Keras keeps downloaded weights (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
+    import os
+
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models" / filename
+
+
+def _vgg16_base(spec: InputSpec, weights: str) -> Any:
+    import keras
+
+    shape = (spec.height, spec.width, 3)
+    if weights == "none":
+        return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+    if weights == "imagenet":
+        try:
+            return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as exc:  # Keras raises a bare Exception for a failed download
+            cache = keras_cache_path()
+            raise DependencyError(
+                f"cannot load the ImageNet weights for VGG16 ({str(exc).splitlines()[0][:100]}): with no internet, "
+                f"put {VGG16_WEIGHTS_FILE} at {cache}, or pass --weights PATH to a local weights file, "
+                "or --weights none to train from scratch"
+            ) from None
+    path = Path(weights)
+    if not path.is_file():
+        raise ConfigError(
+            f"--weights: no such file {path} (choose imagenet, none, or the path of a weights file)"
+        )
+    try:
+        return keras.applications.VGG16(include_top=False, weights=str(path), input_shape=shape)
+    except Exception as exc:  # h5py/Keras raise many kinds for a file that does not fit
+        raise ConfigError(
+            f"--weights {path}: not VGG16 include_top=False weights ({str(exc).splitlines()[0][:120]})"
+        ) from None
+
+
+def _check_side(spec: InputSpec) -> None:
+    if min(spec.height, spec.width) < MIN_SIDE:
+        raise ConfigError(
+            f"--img-size must be at least {MIN_SIDE} pixels, got {min(spec.height, spec.width)}"
+        )
+
+
+ARCHITECTURES: dict[str, Callable[..., BuiltModel]] = {"cnn": build_cnn, "vgg16": build_vgg16}

@@ -1,0 +1,92 @@
+"""The tf.data training pipeline over labelled samples (TensorFlow is imported only when it is built)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.core.contract import InputSpec
+from edgecnn.core.dataset import Sample, Skipped
+from edgecnn.core.errors import ImageError
+from edgecnn.core.imaging import load_image
+
+
+def make_dataset(
+    samples: Sequence[Sample],
+    spec: InputSpec,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    augment: Callable[..., Any] | None = None,
+    cache_file: str | None = None,
+) -> tuple[Any, list[Skipped], int]:
+    """Build a cached tf.data pipeline of (float32 image batch, int label batch) and decode it once.
+
+    Decoding runs ``imaging.load_image`` in parallel inside tf.data; the decoded images are cached (in
+    memory, or in ``cache_file``), so later epochs only shuffle, augment and batch. Files that fail to
+    decode are dropped and returned with their reason.
+
+    Returns:
+        (dataset, skipped files, number of images kept).
+    """
+    import tensorflow as tf
+
+    failures: list[Skipped] = []
+    paths = [str(p) for p, _ in samples]
+    labels = np.array([label for _, label in samples], dtype=np.int32)
+    h, w, c = spec.shape
+
+    def _load(path: bytes) -> tuple[np.ndarray, np.bool_]:
+        name = path.decode("utf-8", "surrogateescape")
+        try:
+            return load_image(name, spec), np.bool_(True)
+        except ImageError as exc:
+            failures.append((Path(name), str(exc)))
+            return np.zeros((h, w, c), np.uint8), np.bool_(False)
+
+    def _map(path: Any, label: Any) -> tuple[Any, Any, Any]:
+        image, ok = tf.numpy_function(_load, [path], [tf.uint8, tf.bool], stateful=False)
+        image.set_shape((h, w, c))
+        ok.set_shape(())
+        return image, label, ok
+
+    def _is_ok(image: Any, label: Any, ok: Any) -> Any:
+        return ok
+
+    def _drop_flag(image: Any, label: Any, ok: Any) -> tuple[Any, Any]:
+        return image, label
+
+    def _to_float(images: Any, batch_labels: Any) -> tuple[Any, Any]:
+        return tf.cast(images, tf.float32), batch_labels
+
+    def _augment(images: Any, batch_labels: Any) -> tuple[Any, Any]:
+        assert augment is not None
+        return augment(images, training=True), batch_labels
+
+    no_autograph = tf.autograph.experimental.do_not_convert
+    # Fixed parallelism instead of tf.data's autotuner: on a small machine the autotuner keeps re-tuning
+    # after every validation pass and takes CPU from the training step (measured: epochs 23 s -> 38 s on
+    # 2 cores). Decoding happens once (then the cache serves), so one thread per core is enough.
+    parallel = max(1, os.cpu_count() or 1)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels)).with_options(options)
+    ds = ds.map(no_autograph(_map), num_parallel_calls=parallel, deterministic=True)
+    ds = ds.filter(no_autograph(_is_ok)).map(no_autograph(_drop_flag))
+    ds = ds.cache(cache_file or "")
+    kept = 0
+    for images, _ in ds.batch(256):  # one pass: fills the cache and collects the failures
+        kept += int(images.shape[0])
+    if shuffle:
+        ds = ds.shuffle(max(kept, 1), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(no_autograph(_to_float), num_parallel_calls=parallel)
+    if augment is not None:
+        ds = ds.map(no_autograph(_augment), num_parallel_calls=parallel)
+    ds = ds.prefetch(2)
+    return ds, sorted(failures), kept

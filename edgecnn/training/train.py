@@ -1,0 +1,444 @@
+"""``edgecnn train``: fit a CNN or a VGG16 transfer model on a folder of labelled photos.
+
+A run directory gets ``model.keras`` (best weights by validation loss), ``report.json`` (metrics, data,
+settings and the model contract), ``history.json``, ``curves.png``, ``confusion_matrix.png`` and
+``misclassified.png``. Ctrl-C keeps the best model so far and still writes the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.core.contract import InputSpec, ModelContract
+from edgecnn.core.dataset import DataSplits, Skipped, discover
+from edgecnn.core.errors import ConfigError, DatasetError, EdgecnnError, OutputError
+from edgecnn.core.metrics import Metrics, compute_metrics
+from edgecnn.core.version import __version__
+from edgecnn.training.models import ARCHITECTURES, MIN_SIDE, BuiltModel, import_keras
+from edgecnn.training.pipeline import make_dataset
+
+WEIGHT_DECAY = 1e-4
+#: Above this many bytes of decoded images, the tf.data cache goes to a file in the run directory.
+MEMORY_CACHE_LIMIT = 4 * 2**30
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run; ``__post_init__`` rejects combinations that cannot work."""
+
+    data_dir: Path
+    out_dir: Path | None = None
+    arch: str = "cnn"
+    img_size: int | None = None  # default per architecture
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float | None = None  # default per architecture
+    val_dir: Path | None = None
+    val_split: float | None = None
+    augment: bool = True
+    grayscale: bool = False
+    weights: str = "imagenet"
+    fine_tune_epochs: int = 0
+    seed: int = 42
+    patience: int = 10
+    base_filters: int = 32
+    max_minutes: float | None = None
+    verbose: int = 1
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown --arch {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        if self.img_size is None:
+            self.img_size = 224 if self.arch == "vgg16" else 96
+        if not MIN_SIDE <= self.img_size <= 1024:
+            raise ConfigError(f"--img-size must be between {MIN_SIDE} and 1024, got {self.img_size}")
+        if self.learning_rate is None:
+            self.learning_rate = 1e-3 if self.arch == "cnn" else 5e-4
+        if not 0 < self.learning_rate < 1:
+            raise ConfigError(f"--learning-rate must be between 0 and 1, got {self.learning_rate}")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.fine_tune_epochs < 0:
+            raise ConfigError(f"--fine-tune-epochs must be 0 or more, got {self.fine_tune_epochs}")
+        if self.fine_tune_epochs and self.arch != "vgg16":
+            raise ConfigError("--fine-tune-epochs applies to --arch vgg16 only")
+        if self.arch != "vgg16" and self.weights not in ("imagenet", "none"):
+            raise ConfigError("--weights applies to --arch vgg16 only")
+        if self.val_dir is not None and self.val_split is not None:
+            raise ConfigError("give either --val-dir or --val-split, not both")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
+        if self.patience < 1:
+            raise ConfigError(f"--patience must be at least 1, got {self.patience}")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    run_dir: Path
+    report: dict[str, Any]
+    metrics: Metrics
+    interrupted: bool
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def train(config: TrainConfig, log: Any = None) -> TrainResult:
+    """Train a model and write its run directory.
+
+    Args:
+        config: The run's settings.
+        log: Callable taking one line of text for progress messages (default: silent).
+
+    Raises:
+        DatasetError: The data folder cannot be used.
+        ConfigError: Options that cannot work together.
+        DependencyError: TensorFlow is missing, or ImageNet weights cannot be fetched.
+    """
+    say = log or (lambda _msg: None)
+    splits = discover(config.data_dir, config.val_dir, config.val_split, seed=config.seed)
+    for warning in splits.warnings:
+        say(f"warning: {warning}")
+    run_dir = Path(config.out_dir) if config.out_dir else default_run_dir()
+    if run_dir.exists() and (run_dir / "model.keras").exists():
+        raise OutputError(f"{run_dir} already holds a trained model; choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}") from None
+
+    keras, tf = import_keras()
+    keras.utils.set_random_seed(config.seed)
+    assert config.img_size is not None and config.learning_rate is not None  # set by __post_init__
+    spec = InputSpec.square(config.img_size, channels=1 if config.grayscale else 3)
+
+    say(
+        f"data: {len(splits.classes)} classes ({', '.join(splits.classes[:8])}{'...' if len(splits.classes) > 8 else ''}), "
+        f"{len(splits.train)} training and {len(splits.val)} validation images ({splits.layout})"
+    )
+    cache_bytes = (len(splits.train) + len(splits.val)) * config.img_size**2 * spec.channels
+    cache_file = str(run_dir / "cache" / "decoded") if cache_bytes > MEMORY_CACHE_LIMIT else None
+    if cache_file:
+        Path(cache_file).parent.mkdir(exist_ok=True)
+        say(
+            f"decoded images need {cache_bytes / 2**30:.1f} GiB: caching them on disk in {Path(cache_file).parent}"
+        )
+    augment = build_augmenter(keras, config.seed) if config.augment else None
+    t0 = time.perf_counter()
+    say(
+        f"decoding images at {config.img_size}x{config.img_size} ({'grey' if config.grayscale else 'RGB'})..."
+    )
+    train_ds, train_bad, n_train = make_dataset(
+        splits.train,
+        spec,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        augment=augment,
+        cache_file=cache_file + "-train" if cache_file else None,
+    )
+    val_ds, val_bad, n_val = make_dataset(
+        splits.val,
+        spec,
+        config.batch_size,
+        shuffle=False,
+        seed=config.seed,
+        cache_file=cache_file + "-val" if cache_file else None,
+    )
+    decode_seconds = time.perf_counter() - t0
+    skipped = sorted(splits.skipped + train_bad + val_bad)
+    if skipped:
+        say(f"skipped {len(skipped)} file(s) that are not usable images, e.g.:")
+        for path, reason in skipped[:5]:
+            say(f"  {path}: {reason}")
+    _check_after_decode(splits, train_bad, val_bad)
+    say(f"decoded {n_train + n_val} images in {decode_seconds:.1f} s")
+
+    built = _build(config, spec, len(splits.classes))
+    model = built.model
+    steps = max(1, math.ceil(n_train / config.batch_size))
+    history: dict[str, list[float]] = {}
+    phase_starts: list[int] = []
+    best_path = run_dir / "best.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(best_path), monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0
+    )
+    timer = _EpochTimer(keras, config.max_minutes)
+    interrupted = False
+    t_train = time.perf_counter()
+    phases = [("train", config.epochs, config.learning_rate, True)]
+    if config.fine_tune_epochs:
+        phases.append(("fine-tune", config.fine_tune_epochs, config.learning_rate / 10, False))
+    for name, epochs, lr, warmup in phases:
+        if name == "fine-tune":
+            _unfreeze_last_block(built)
+            say(f"fine-tuning VGG16 block5 for {epochs} epoch(s) at learning rate {lr:g}")
+        model.compile(
+            optimizer=keras.optimizers.AdamW(
+                learning_rate=_schedule(keras, lr, epochs * steps, steps if warmup else 0),
+                weight_decay=WEIGHT_DECAY,
+            ),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        start = len(history.get("loss", []))
+        phase_starts.append(start)
+        early = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        )
+        try:
+            fit = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=start + epochs,
+                initial_epoch=start,
+                callbacks=[checkpoint, early, timer],
+                verbose=config.verbose,
+            )
+            for key, values in fit.history.items():
+                history.setdefault(key, []).extend(float(v) for v in values)
+        except KeyboardInterrupt:
+            interrupted = True
+            for key, values in (model.history.history if model.history else {}).items():
+                history.setdefault(key, []).extend(float(v) for v in values)
+            say("interrupted: keeping the best model so far")
+            break
+        if timer.out_of_time:
+            say(f"stopped at the --max-minutes budget ({config.max_minutes:g} min)")
+            break
+    train_seconds = time.perf_counter() - t_train
+    if not best_path.exists():
+        raise EdgecnnError("training stopped before the first epoch ended: no model to save")
+    import warnings
+
+    with warnings.catch_warnings():  # the checkpoint's optimizer state may come from the other phase
+        warnings.simplefilter("ignore")
+        model.load_weights(str(best_path))
+
+    say("evaluating the best model on the validation images...")
+    y_true, probs, images = _predict(model, val_ds)
+    y_pred = probs.argmax(axis=1)
+    metrics = compute_metrics(y_true, y_pred, splits.classes)
+    epochs_run = len(history.get("loss", []))
+    val_loss = history.get("val_loss", [])
+    best_epoch = int(np.argmin(val_loss)) + 1 if val_loss else None
+
+    training_summary = {
+        "val_accuracy": metrics.accuracy,
+        "val_images": metrics.count,
+        "dataset": str(config.data_dir),
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+    }
+    contract = ModelContract(
+        labels=tuple(splits.classes),
+        input=spec,
+        arch=config.arch,
+        normalization=built.normalization,
+        training=training_summary,
+    )
+    report: dict[str, Any] = {
+        "edgecnn_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "arch": config.arch,
+        "img_size": config.img_size,
+        "channels": spec.channels,
+        "classes": splits.classes,
+        "val_accuracy": metrics.accuracy,
+        "val_loss": float(min(val_loss)) if val_loss else None,
+        "per_class": metrics.per_class,
+        "confusion_matrix": metrics.confusion.tolist(),
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "interrupted": interrupted,
+        "stopped_by_time_budget": timer.out_of_time,
+        "train_seconds": round(train_seconds, 2),
+        "decode_seconds": round(decode_seconds, 2),
+        "train_images_per_second": round(timer.images_per_second(n_train), 1),
+        "parameters": int(model.count_params()),
+        "data": {**splits.describe(), "seed": config.seed, "train_images": n_train, "val_images": n_val},
+        "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
+        "config": _config_dict(config),
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        "contract": contract.to_dict(),
+    }
+    _write_model(model, run_dir / "model.keras")
+    _write_json(run_dir / "history.json", history)
+    _write_json(run_dir / "report.json", report)
+    _write_plots(run_dir, history, phase_starts, metrics, splits.classes, images, y_true, probs)
+    best_path.unlink(missing_ok=True)
+    if cache_file:
+        for leftover in Path(cache_file).parent.glob("*"):
+            leftover.unlink(missing_ok=True)
+    return TrainResult(
+        run_dir=run_dir,
+        report=report,
+        metrics=metrics,
+        interrupted=interrupted,
+        skipped=skipped,
+        warnings=splits.warnings,
+    )
+
+
+def build_augmenter(keras: Any, seed: int) -> Any:
+    """The training augmentation: one affine warp (flip, rotation, zoom, translation), then contrast and brightness."""
+    from keras import layers
+
+    from edgecnn.training.augment import RandomAffine
+
+    return keras.Sequential(
+        [
+            RandomAffine(flip=True, rotation=0.05, zoom=0.15, translation=0.1, seed=seed),
+            layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
+            layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 5),
+        ],
+        name="augment",
+    )
+
+
+def _schedule(keras: Any, lr: float, total_steps: int, warmup_steps: int) -> Any:
+    warmup_steps = min(warmup_steps, total_steps // 5)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr / 10 if warmup_steps else lr,
+        decay_steps=max(1, total_steps - warmup_steps),
+        alpha=0.02,
+        warmup_target=lr if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+def _build(config: TrainConfig, spec: InputSpec, num_classes: int) -> BuiltModel:
+    if config.arch == "cnn":
+        return ARCHITECTURES["cnn"](spec, num_classes, base_filters=config.base_filters, seed=config.seed)
+    return ARCHITECTURES["vgg16"](spec, num_classes, weights=config.weights, seed=config.seed)
+
+
+def _unfreeze_last_block(built: BuiltModel) -> None:
+    base = built.base
+    base.trainable = True
+    for layer in base.layers:
+        layer.trainable = layer.name.startswith("block5")
+
+
+class _EpochTimer:
+    """Times the training part of each epoch and stops training before a time budget would be exceeded."""
+
+    def __new__(cls, keras: Any, max_minutes: float | None) -> Any:
+        class Timer(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.budget = max_minutes * 60 if max_minutes else None
+                self.started = time.perf_counter()
+                self.train_seconds: list[float] = []
+                self.epoch_seconds: list[float] = []
+                self.out_of_time = False
+                self._epoch_start = 0.0
+
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                self._epoch_start = time.perf_counter()
+
+            def on_test_begin(self, logs: Any = None) -> None:
+                self.train_seconds.append(time.perf_counter() - self._epoch_start)
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                now = time.perf_counter()
+                self.epoch_seconds.append(now - self._epoch_start)
+                if (
+                    self.budget is not None
+                    and now - self.started + max(self.epoch_seconds[-3:]) > self.budget
+                ):
+                    self.out_of_time = True
+                    self.model.stop_training = True
+
+            def images_per_second(self, n_train: int) -> float:
+                steady = self.train_seconds[1:] or self.train_seconds  # the first epoch includes tracing
+                return n_train * len(steady) / sum(steady) if steady and sum(steady) > 0 else 0.0
+
+        return Timer()
+
+
+def _predict(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    labels, probs, images = [], [], []
+    for x, y in dataset:
+        probs.append(np.asarray(model(x, training=False)))
+        labels.append(np.asarray(y))
+        images.append(np.asarray(x).astype(np.uint8))
+    return np.concatenate(labels), np.concatenate(probs), np.concatenate(images)
+
+
+def _check_after_decode(splits: DataSplits, train_bad: list[Skipped], val_bad: list[Skipped]) -> None:
+    bad = {str(p) for p, _ in train_bad + val_bad}
+    for name, samples in (("training", splits.train), ("validation", splits.val)):
+        for label, cls in enumerate(splits.classes):
+            good = [p for p, lab in samples if lab == label and str(p) not in bad]
+            if not good and (name == "training" or any(lab == label for _, lab in samples)):
+                raise DatasetError(f"class {cls!r} has no readable {name} images (all were skipped)")
+
+
+def _config_dict(config: TrainConfig) -> dict[str, Any]:
+    out = asdict(config)
+    for key, value in out.items():
+        if isinstance(value, Path):
+            out[key] = str(value)
+    return out
+
+
+def _write_model(model: Any, path: Path) -> None:
+    tmp = path.with_name(".tmp-" + path.name)
+    model.save(str(tmp))
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(".tmp-" + path.name)
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_plots(
+    run_dir: Path,
+    history: dict[str, list[float]],
+    phase_starts: list[int],
+    metrics: Metrics,
+    classes: list[str],
+    images: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+) -> None:
+    from edgecnn.training.plots import plot_confusion, plot_curves, plot_misclassified
+
+    plot_curves(history, run_dir / "curves.png", phase_starts[1:])
+    plot_confusion(
+        metrics.confusion, classes, run_dir / "confusion_matrix.png", title="validation confusion matrix"
+    )
+    y_pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(y_pred != y_true)[:25]
+    plot_misclassified(
+        [images[i] for i in wrong],
+        [classes[y_true[i]] for i in wrong],
+        [classes[y_pred[i]] for i in wrong],
+        [float(probs[i, y_pred[i]]) for i in wrong],
+        run_dir / "misclassified.png",
+    )
