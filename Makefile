@@ -21,6 +21,7 @@ lint: install
 	$(BIN)/ruff check edgecnn tests benchmarks
 	$(BIN)/ruff format --check edgecnn tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format edgecnn tests benchmarks

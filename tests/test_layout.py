@@ -1,0 +1,101 @@
+"""The package's shape: the import rules hold, they can fail, and the inference side never loads TensorFlow."""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import edgecnn
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+needs_linter = pytest.mark.skipif(LINT_IMPORTS is None, reason="import-linter is not installed (dev extra)")
+INFERENCE_PACKAGES = ("edgecnn.core", "edgecnn.runtime", "edgecnn.apps")
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@needs_linter
+def test_import_rules_hold():
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in result.stdout
+
+
+@needs_linter
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        ("core/errors.py", "import edgecnn.apps.outputs", "Package layers"),
+        ("apps/sorting.py", "import edgecnn.training.plots", "Package layers"),
+        ("runtime/predictor.py", "import tensorflow", "Inference side without training"),
+    ],
+)
+def test_a_forbidden_import_is_reported(tmp_path, module, line, broken):
+    """The rules can fail: a scratch copy of the package with one forbidden import breaks a contract."""
+    shutil.copytree(ROOT / "edgecnn", tmp_path / "edgecnn", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / "edgecnn" / module
+    target.write_text(target.read_text(encoding="utf-8") + f"\n{line}  # forbidden\n", encoding="utf-8")
+    result = _lint(tmp_path)
+    assert result.returncode != 0, result.stdout
+    assert "0 broken" not in result.stdout
+    assert f"{broken} BROKEN" in result.stdout, result.stdout
+
+
+def test_inference_side_and_package_never_import_tensorflow():
+    """Every module of core, runtime and apps, plus ``edgecnn`` and ``edgecnn.load``: no TensorFlow."""
+    modules = ["edgecnn", "edgecnn.api", "edgecnn.runtime.model"]
+    for package in INFERENCE_PACKAGES:
+        path = ROOT / package.replace(".", "/")
+        modules += [f"{package}.{m.name}" for m in pkgutil.iter_modules([str(path)])]
+    assert len(modules) > 15
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "import edgecnn\n"
+        f"m = edgecnn.load({str(ROOT / 'models' / 'shapes-cnn.int8.onnx')!r}, provider='cpu')\n"
+        f"p = m.predict({str(ROOT / 'samples' / 'circle-1.jpg')!r})\n"
+        "assert p.label == 'circle', p\n"
+        "heavy = [n for n in ('tensorflow', 'keras', 'tf2onnx', 'matplotlib') if n in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_import_edgecnn_is_cheap():
+    code = (
+        "import sys, edgecnn\n"
+        "loaded = [n for n in ('onnxruntime', 'cv2', 'tensorflow', 'numpy', 'PIL') if n in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "assert edgecnn.__version__ and callable(edgecnn.load)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_no_module_is_over_450_lines():
+    sizes = {p: len(p.read_text(encoding="utf-8").splitlines()) for p in (ROOT / "edgecnn").rglob("*.py")}
+    too_long = {str(p.relative_to(ROOT)): n for p, n in sizes.items() if n > 450}
+    assert not too_long, too_long
+
+
+def test_version_is_one_place():
+    from importlib import metadata
+
+    assert edgecnn.__version__ == metadata.version("edgecnn")
