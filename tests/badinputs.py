@@ -330,8 +330,8 @@ CASES: tuple[Case, ...] = (
         IGNORED,  # a folder: not walked without -r
         {
             "classify-r": Expect("ok", used=1),  # loop/inside.png once; loop/back is not walked again
-            # The labelled readers never follow folder links: loop/back is listed as skipped.
-            "labelled": skip("link to a folder", used=1),
+            # One walking rule everywhere: folder links are followed, each folder once.
+            "labelled": Expect("ok", used=1),
             "calibration": Expect("ok", used=1),
         },
     ),
@@ -439,14 +439,14 @@ def case_of(path: str | Path, cases: list[Case]) -> Case | None:
 def vanish_after_listing(name: str = VANISHING) -> Iterator[list[Path]]:
     """Delete the file called ``name`` right after a folder walk lists it, before anything reads it.
 
-    Both walkers are wrapped for the duration of the block: ``sources._walk`` (classify) and
-    ``data._walk_files`` (train, evaluate, calibration). Yields the list of paths deleted.
+    The one folder walker is wrapped for the duration of the block, where classify (``core.files``) and the
+    labelled readers (``core.dataset``: train, evaluate, calibration) call it. Yields the list of paths deleted.
     """
     import edgecnn.core.dataset as data
-    import edgecnn.core.files as sources
+    import edgecnn.core.files as files
 
     deleted: list[Path] = []
-    walk, walk_files = sources._walk, data._walk_files
+    walk = files.walk_folder
 
     def vanish(path: Path) -> None:
         if path.name == name and path.exists():
@@ -458,17 +458,11 @@ def vanish_after_listing(name: str = VANISHING) -> Iterator[list[Path]]:
             vanish(path)
             yield path
 
-    def list_and_delete(*args, **kwargs):
-        paths = walk_files(*args, **kwargs)
-        for path in paths:
-            vanish(path)
-        return paths
-
-    sources._walk, data._walk_files = walk_and_delete, list_and_delete  # type: ignore[assignment]
+    files.walk_folder = data.walk_folder = walk_and_delete  # type: ignore[assignment]
     try:
         yield deleted
     finally:
-        sources._walk, data._walk_files = walk, walk_files  # type: ignore[assignment]
+        files.walk_folder = data.walk_folder = walk  # type: ignore[assignment]
 
 
 def outcome_problems(consumer: str, cases: list[Case], results: dict[str, str | None]) -> list[str]:

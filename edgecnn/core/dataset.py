@@ -1,9 +1,5 @@
-"""Labelled folders: class discovery and train/validation splits, and the tf.data training pipeline.
-
-Discovery needs no TensorFlow (evaluation of ONNX models and benchmarks use it too); TensorFlow is imported
-only inside ``make_dataset``. Images reach the model through ``imaging.load_image``, the same function the
-inference side calls, run in parallel inside tf.data and cached after the first pass.
-"""
+"""Labelled folders: class discovery and train/validation splits (no TensorFlow: evaluation of ONNX models,
+calibration and benchmarks use them too; the tf.data pipeline is ``training.pipeline``)."""
 
 from __future__ import annotations
 
@@ -17,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.errors import DatasetError
+from edgecnn.core.files import walk_folder
 from edgecnn.core.imaging import IMAGE_SUFFIXES
 
 Sample = tuple[Path, int]
@@ -132,47 +129,9 @@ def list_class_folder(root: str | Path, classes: Sequence[str] | None = None) ->
     samples: list[Sample] = []
     skipped: list[Skipped] = []
     for name in found:
-        for path in _walk_files(root / name, skipped):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                samples.append((path, index[name]))
-            else:
-                skipped.append((path, f"not an image file name (supported: {', '.join(IMAGE_SUFFIXES)})"))
+        files = walk_folder(root / name, recursive=True, seen=set(), skipped=skipped, other_files=True)
+        samples.extend((path, index[name]) for path in sorted(files))
     return LabelledFolder(root=root, classes=list(classes), samples=samples, skipped=skipped)
-
-
-def _walk_files(folder: Path, skipped: list[Skipped]) -> list[Path]:
-    """Files under ``folder``, sorted, recursing into sub-folders without following directory links."""
-    out: list[Path] = []
-    seen: set[tuple[int, int]] = set()
-    stack = [folder]
-    while stack:
-        current = stack.pop()
-        try:
-            st = current.stat()
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
-        except OSError as exc:
-            skipped.append((current, f"cannot list folder ({exc.strerror or exc})"))
-            continue
-        subdirs = []
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(Path(entry.path))
-                    continue
-                if entry.is_symlink() and Path(entry.path).is_dir():
-                    skipped.append((Path(entry.path), "link to a folder (not followed)"))
-                    continue
-            except OSError as exc:
-                skipped.append((Path(entry.path), f"cannot read ({exc.strerror or exc})"))
-                continue
-            out.append(Path(entry.path))
-        stack.extend(reversed(subdirs))
-    return sorted(out)
 
 
 def _find_child(root: Path, names: Sequence[str]) -> Path | None:

@@ -1,7 +1,4 @@
-"""Where images come from on the inference side: folders walked lazily, files decoded in parallel.
-
-Camera, video and stream capture lives in ``capture.py``.
-"""
+"""Finding image files: the one folder walker, shared by training, evaluation, calibration and inference."""
 
 from __future__ import annotations
 
@@ -52,14 +49,33 @@ def iter_image_files(
         if not exists:
             skipped.append((path, "not found"))
         elif is_dir:
-            yield from _walk(path, recursive, seen_dirs, skipped)
+            yield from walk_folder(path, recursive, seen_dirs, skipped)
         else:
             yield path  # a file named explicitly is tried whatever its suffix
 
 
-def _walk(
-    folder: Path, recursive: bool, seen: set[tuple[int, int]], skipped: list[tuple[Path, str]]
+def walk_folder(
+    folder: Path,
+    recursive: bool,
+    seen: set[tuple[int, int]],
+    skipped: list[tuple[Path, str]],
+    other_files: bool = False,
 ) -> Iterator[Path]:
+    """The image files of one folder, lazily, in name order, then those of its sub-folders (``recursive``).
+
+    The one walking rule of edgecnn, for training, evaluation, calibration and inference alike: hidden
+    entries are ignored; directory links are followed, but every folder is walked once (``seen`` holds the
+    (device, inode) of folders walked), so a link loop ends; unreadable folders and broken links are
+    appended to ``skipped`` with their reason instead of raising.
+
+    Args:
+        folder: The folder.
+        recursive: Walk sub-folders too.
+        seen: Folders already walked; updated.
+        skipped: Receives (path, reason).
+        other_files: Report files without an image suffix in ``skipped`` (training wants to say what it
+            left out; inference ignores other files).
+    """
     try:
         st = folder.stat()
     except OSError as exc:
@@ -83,15 +99,19 @@ def _walk(
             is_dir = entry.is_dir()
         except OSError:
             is_dir = False
+        is_image_name = Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
         if is_dir:
-            if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and not recursive:
-                skipped.append((Path(entry.path), "is a directory, not an image file"))
-            elif recursive:
+            if recursive:
                 subdirs.append(Path(entry.path))
-            continue
-        if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+            elif is_image_name:
+                skipped.append((Path(entry.path), "is a directory, not an image file"))
+        elif is_image_name:
             yield Path(entry.path)
         elif entry.is_symlink() and not os.path.exists(entry.path):
             skipped.append((Path(entry.path), "broken link"))
+        elif other_files:
+            skipped.append(
+                (Path(entry.path), f"not an image file name (supported: {', '.join(IMAGE_SUFFIXES)})")
+            )
     for sub in subdirs:
-        yield from _walk(sub, recursive, seen, skipped)
+        yield from walk_folder(sub, recursive, seen, skipped, other_files)
