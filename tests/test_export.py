@@ -141,7 +141,7 @@ def test_interrupted_export_leaves_no_partial_file(trained_run, tmp_path, monkey
 
 
 def test_force_replaces_atomically(trained_run, tmp_path):
-    from edgecnn.core.onnxfile import atomic_output
+    from edgecnn.core.atomic import atomic_output
 
     target = tmp_path / "x.onnx"
     target.write_bytes(b"old")
@@ -295,7 +295,7 @@ def test_stale_partial_files_of_killed_exports_are_cleaned_up(tmp_path):
     import os
     import time
 
-    from edgecnn.core.onnxfile import atomic_output
+    from edgecnn.core.atomic import atomic_output
 
     target = tmp_path / "m.onnx"
     old = tmp_path / ".m.abc123.partial.onnx"

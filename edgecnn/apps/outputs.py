@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core.atomic import write_atomic
 from edgecnn.core.errors import OutputError
 
 FORMATS = (".csv", ".jsonl", ".json")
@@ -193,13 +194,8 @@ class ResultWriter:
         self._write_bytes(text, errors)
 
     def _write_json(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.partial")
-        with open(tmp, "w", encoding="utf-8", errors=JSON_ERRORS) as fh:
-            json.dump(self._json_rows, fh, ensure_ascii=False, indent=1)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        text = json.dumps(self._json_rows, ensure_ascii=False, indent=1) + "\n"
+        write_atomic(self.path, text, errors=JSON_ERRORS)
         self._last_json = time.monotonic()
         self._dirty = False
 

@@ -60,6 +60,7 @@ def benchmark(
     ] = None,
 ) -> None:
     """Latency, throughput, memory and roofline of models x providers x batch sizes, side by side."""
+    from edgecnn.core.atomic import check_writable, write_atomic
     from edgecnn.core.errors import ConfigError
     from edgecnn.tools.bench import format_accuracy, format_table, run_benchmark
 
@@ -67,6 +68,8 @@ def benchmark(
         sizes = [int(b) for b in _csv_list(batch_sizes, "batch size")]
     except ValueError:
         raise ConfigError(f"--batch-sizes must be comma-separated integers, got {batch_sizes!r}") from None
+    if json_file is not None and str(json_file) != "-":
+        check_writable(json_file)  # fail before the benchmark runs, not after
     report = run_benchmark(
         models,
         _csv_list(provider, "provider"),
@@ -87,7 +90,7 @@ def benchmark(
     if accuracy is not None:
         err.print(accuracy)
     if json_file is not None:
-        json_file.write_text(text + "\n", encoding="utf-8")
+        write_atomic(json_file, text + "\n")
         say(f"wrote {json_file}")
 
 

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edgecnn.core.contract import METADATA_KEY, ModelContract, contract_from_metadata
-from edgecnn.core.errors import ModelFileError, OutputError
+from edgecnn.core.errors import ModelFileError
 
 #: ONNX Runtime 1.2x reads IR version 10 and older; onnx itself may write newer.
 MAX_IR_VERSION = 10
@@ -106,60 +103,6 @@ def is_quantized(model: Any) -> bool:
         or ops.get("QLinearConv")
         or ops.get("ConvInteger")
     )
-
-
-@contextmanager
-def atomic_output(path: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
-
-    A failure or an interruption inside the block removes the temporary file, so ``path`` is either the old
-    file or the complete new one, never a partial file.
-
-    Raises:
-        OutputError: ``path`` exists and ``force`` is off, or its folder cannot be written.
-    """
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputError(f"{path} exists; pass --force to overwrite it")
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder; give a file name ending in .onnx")
-    _remove_stale_partials(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.stem}.", suffix=".partial" + path.suffix, dir=path.parent
-        )
-    except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; the model should get the usual permissions
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-#: A temporary file older than this was left by an export that was killed; a running one renews its file.
-STALE_PARTIAL_SECONDS = 3600
-
-
-def _remove_stale_partials(path: Path) -> None:
-    """Delete hidden temporary files of earlier exports to ``path`` that were killed (older than an hour)."""
-    import time
-
-    cutoff = time.time() - STALE_PARTIAL_SECONDS
-    for stale in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
-        try:
-            if stale.stat().st_mtime < cutoff:
-                stale.unlink()
-        except OSError:
-            pass  # gone already, or not ours to remove
 
 
 def save_onnx(model: Any, path: Path) -> None:

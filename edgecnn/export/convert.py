@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from edgecnn.apps.evaluate import resolve_eval_dir
+from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from edgecnn.core.dataset import Sample, discover, list_class_folder
 from edgecnn.core.decode import iter_batches
 from edgecnn.core.errors import ConfigError, DatasetError, ExportError, ModelFileError, OutputError
-from edgecnn.core.onnxfile import atomic_output, file_sha256, name_batch_dimension, save_onnx, set_contract
+from edgecnn.core.onnxfile import file_sha256, name_batch_dimension, save_onnx, set_contract
 from edgecnn.core.version import __version__
 from edgecnn.training.keras_io import load_keras_contract, load_keras_model
 

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import ModelContract
 from edgecnn.core.dataset import Sample
 from edgecnn.core.decode import iter_batches
 from edgecnn.core.errors import ConfigError, DatasetError, DependencyError, ExportError
-from edgecnn.core.onnxfile import atomic_output, load_onnx, op_counts, read_contract, save_onnx, set_contract
+from edgecnn.core.onnxfile import load_onnx, op_counts, read_contract, save_onnx, set_contract
 
 METHODS = ("minmax", "entropy", "percentile")
 METHOD_CHOICES = (*METHODS, "auto")

@@ -3,12 +3,14 @@
 Every row times ``Predictor.predict_batch``, the call the other inference commands make. The roofline fields
 compare the work a model does (multiply-accumulates counted from its graph) with what this machine attains
 through the same ONNX Runtime on a large matrix product, so a slow model can be told from a slow machine.
+
+The machine block and peak memory come from ``edgecnn.tools.machine``, input batches and accuracy from
+``edgecnn.tools.bench_data``, the terminal tables from ``edgecnn.tools.bench_format``; their public names are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -19,123 +21,52 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.core.contract import InputSpec, ModelContract
-from edgecnn.core.errors import ConfigError, DatasetError, EdgecnnError, ModelFileError, ProviderError
+from edgecnn.core.contract import ModelContract
+from edgecnn.core.errors import ConfigError, EdgecnnError, ModelFileError, ProviderError
 from edgecnn.core.onnxfile import is_quantized, load_onnx, read_contract
-from edgecnn.core.version import __version__
+from edgecnn.core.stats import percentile
+from edgecnn.tools.bench_data import ImageSource, image_source, measure_accuracy
+from edgecnn.tools.bench_format import COLUMNS, format_accuracy, format_table
+from edgecnn.tools.machine import (
+    ARM_INT8_FLAGS,
+    INT8_FLAGS,
+    cpu_info,
+    machine_info,
+    peak_memory,
+    reset_peak_memory,
+)
 from edgecnn.tools.roofline import count_macs, first_line, measure_peak
+
+__all__ = [
+    "ARM_INT8_FLAGS",
+    "COLUMNS",
+    "INT8_FLAGS",
+    "SCHEMA",
+    "UNITS",
+    "BenchModel",
+    "add_ratios",
+    "add_roofline",
+    "check_settings",
+    "count_macs",
+    "cpu_info",
+    "describe_bench_model",
+    "format_accuracy",
+    "format_table",
+    "machine_info",
+    "measure_peak",
+    "peak_memory",
+    "reset_peak_memory",
+    "run_benchmark",
+]
 
 SCHEMA = "edgecnn.benchmark/1"
 #: Units of achieved and peak throughput: float models do FLOPs, int8 models integer operations.
 UNITS = {"fp32": "GFLOP/s", "int8": "GOP/s"}
-#: CPU flags that decide how fast int8 (and fp32) kernels can be on this machine.
-INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx")
-ARM_INT8_FLAGS = ("asimddp", "i8mm")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The machine
-
-
-def cpu_info() -> dict[str, Any]:
-    """CPU model name, core counts and the instruction-set flags that matter for int8 kernels."""
-    text = _read_text("/proc/cpuinfo") or ""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
-    present = set((fields.get("flags") or fields.get("Features") or "").split())
-    names = ARM_INT8_FLAGS if platform.machine().lower() in ("aarch64", "arm64") else INT8_FLAGS
-    flags = {name: ("amx_int8" in present if name == "amx" else name in present) for name in names}
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 1
-    return {
-        "model": fields.get("model name") or fields.get("Hardware") or platform.processor() or "unknown",
-        "architecture": platform.machine(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
-        "int8_flags": flags if text else {},
-        "int8_kernels": _int8_kernels(flags) if text else "unknown (no /proc/cpuinfo)",
-    }
-
-
-def _int8_kernels(flags: dict[str, bool]) -> str:
-    """The fastest int8 dot-product instructions the flags allow, in words."""
-    for name, words in (
-        ("amx", "AMX tiles"),
-        ("avx512_vnni", "AVX-512 VNNI"),
-        ("avx_vnni", "AVX-VNNI"),
-        ("i8mm", "Arm I8MM"),
-        ("asimddp", "Arm dot product"),
-        ("avx2", "AVX2 without VNNI"),
-    ):
-        if flags.get(name):
-            return words
-    return "no SIMD int8 dot-product instructions found"
-
-
-def machine_info(ort: Any) -> dict[str, Any]:
-    """The machine block of a benchmark report."""
-    cpu = cpu_info()
-    return {
-        "cpu": cpu["model"],
-        "architecture": cpu["architecture"],
-        "logical_cores": cpu["logical_cores"],
-        "usable_cores": cpu["usable_cores"],
-        "int8_flags": cpu["int8_flags"],
-        "int8_kernels": cpu["int8_kernels"],
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "onnxruntime": getattr(ort, "__version__", None),
-        "numpy": np.__version__,
-        "edgecnn": __version__,
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Peak memory (Linux)
-
-
-def reset_peak_memory() -> tuple[float | None, str | None]:
-    """Reset the resident-set high-water mark; returns (resident MB now, None) or (None, why not)."""
-    if _status_field("VmHWM") is None:
-        return None, "peak memory is read from /proc/self/status, which this system lacks (Linux only)"
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError as exc:
-        return None, f"cannot reset the peak resident set (/proc/self/clear_refs: {exc.strerror or exc})"
-    return _status_field("VmRSS"), None
-
-
-def peak_memory() -> float | None:
-    """The resident-set high-water mark (VmHWM) in MB, or None off Linux."""
-    return _status_field("VmHWM")
-
-
-def _status_field(name: str) -> float | None:
-    for line in (_read_text("/proc/self/status") or "").splitlines():
-        if line.startswith(name + ":"):
-            return round(int(line.split()[1]) / 1024, 1)  # kB -> MB
-    return None
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return None
 
 
 def _sig(value: float, digits: int = 6) -> float:
     """``value`` rounded to a few significant digits: enough for any table, short in JSON."""
     return float(f"{value:.{digits}g}")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The benchmark
 
 
 @dataclass
@@ -248,7 +179,7 @@ def run_benchmark(
     providers, batch_sizes = list(dict.fromkeys(providers)), list(dict.fromkeys(batch_sizes))
     ort = import_onnxruntime()
     bench_models = [describe_bench_model(i, Path(p)) for i, p in enumerate(models)]
-    images = _image_source(data_dir, max(batch_sizes))
+    images = image_source(data_dir, max(batch_sizes))
     unavailable = _unavailable_providers(providers)
     rows: list[dict[str, Any]] = []
     for model in bench_models:
@@ -279,7 +210,7 @@ def run_benchmark(
         "models": [m.to_dict() for m in bench_models],
         "peaks": peaks,
         "rows": rows,
-        "accuracy": _accuracy(bench_models, data_dir) if data_dir else None,
+        "accuracy": measure_accuracy(bench_models, data_dir) if data_dir else None,
     }
 
 
@@ -291,41 +222,6 @@ def _unavailable_providers(providers: Sequence[str]) -> dict[str, str]:
     if not others:
         return {}
     return {s.name: s.reason or "cannot start" for s in probe_providers(others) if not s.works}
-
-
-ImageSource = Callable[[InputSpec, int], np.ndarray]
-
-
-def _image_source(data_dir: Path | None, most: int) -> ImageSource:
-    """A function giving a float32 batch for an input spec: decoded images, or random pixel values."""
-    decoded: dict[InputSpec, np.ndarray] = {}
-
-    def batch(spec: InputSpec, size: int) -> np.ndarray:
-        if data_dir is None:
-            rng = np.random.default_rng(size)
-            return rng.integers(0, 256, (size, *spec.shape)).astype(np.float32)
-        if spec not in decoded:
-            decoded[spec] = _decode_images(data_dir, spec, most)
-        pool = decoded[spec]
-        return pool[np.arange(size) % len(pool)].astype(np.float32)
-
-    return batch
-
-
-def _decode_images(data_dir: Path, spec: InputSpec, count: int) -> np.ndarray:
-    from edgecnn.core.decode import decode_parallel
-    from edgecnn.core.files import iter_image_files
-    from edgecnn.core.imaging import IMAGE_SUFFIXES
-
-    files = [p for p in iter_image_files([data_dir], recursive=True) if p.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise DatasetError(f"no image files in {data_dir}")
-    step = max(1, len(files) // count)  # spread the picks over all the class folders
-    picked = files[::step][:count]
-    images = [d.image for d in decode_parallel(picked, spec) if d.image is not None]
-    if not images:
-        raise DatasetError(f"none of the {len(picked)} image files tried in {data_dir} could be read")
-    return np.stack(images)
 
 
 def _provider_rows(
@@ -410,11 +306,10 @@ def _time_row(
         row.update(status="error", reason=f"{type(exc).__name__}: {first_line(exc)}")
         return row
     median = statistics.median(times)
-    p95, p99 = np.percentile(times, [95, 99])
     row.update(
         median_ms=_sig(median * 1000),
-        p95_ms=_sig(float(p95) * 1000),
-        p99_ms=_sig(float(p99) * 1000),
+        p95_ms=_sig(percentile(times, 95) * 1000),
+        p99_ms=_sig(percentile(times, 99) * 1000),
         images_per_second=_sig(size / median) if median > 0 else None,
         rss_before_mb=before,
         peak_rss_mb=peak_memory() if before is not None else None,
@@ -476,124 +371,3 @@ def add_roofline(rows: list[dict[str, Any]], peaks: Sequence[dict[str, Any]]) ->
         row["achieved_gops"] = _sig(achieved)
         row["peak_gops"] = peak
         row["peak_share"] = _sig(achieved / peak) if peak else None
-
-
-def _accuracy(models: Sequence[BenchModel], data_dir: Path) -> list[dict[str, Any]]:
-    """Accuracy of each model on the labelled folder (CPU), and how often its top-1 matches the first model's."""
-    from edgecnn.apps.evaluate import load_onnx_model as load_model, run_on_folder
-
-    entries: list[dict[str, Any]] = []
-    first: dict[Path, str] | None = None
-    for model in models:
-        entry: dict[str, Any] = {
-            "model": str(model.path),
-            "accuracy": None,
-            "images": 0,
-            "agreement_with_first": None,
-            "error": None,
-        }
-        try:
-            result = run_on_folder(load_model(model.path, provider="cpu"), data_dir)
-        except EdgecnnError as exc:
-            entry["error"] = str(exc)
-            entries.append(entry)
-            continue
-        top1 = {
-            p: model.contract.labels[i] for p, i in zip(result.paths, result.probabilities.argmax(axis=1))
-        }
-        if model.index == 0:
-            first = top1
-        common = [p for p in top1 if first is not None and p in first]
-        entry.update(accuracy=round(float(result.metrics.accuracy), 6), images=len(result.paths))
-        if first is not None and common:
-            entry["agreement_with_first"] = round(sum(top1[p] == first[p] for p in common) / len(common), 6)
-        entries.append(entry)
-    return entries
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Rendering
-
-
-COLUMNS = (
-    "model",
-    "provider",
-    "batch",
-    "median ms",
-    "p95 ms",
-    "p99 ms",
-    "img/s",
-    "vs first",
-    "peak MB",
-    "MMAC/img",
-    "achieved",
-    "% peak",
-)
-
-
-def format_table(report: dict[str, Any]) -> Any:
-    """A rich Table with one row per model, provider and batch size."""
-    from rich.table import Table
-
-    table = Table(title=f"edgecnn benchmark ({report['machine']['cpu']})", title_justify="left")
-    for name in COLUMNS:
-        table.add_column(name, justify="left" if name in ("model", "provider") else "right")
-    table.add_column("note", overflow="fold")
-    names = {m["index"]: m["name"] for m in report["models"]}
-    peaks = [
-        f"{p['provider']} {p['precision']} {p['value']:,.1f} {p['unit']}"
-        for p in report["peaks"]
-        if p["value"]
-    ]
-    if peaks:
-        table.caption = f"measured peak: {'; '.join(peaks)}"
-        table.caption_justify = "left"
-    for r in report["rows"]:
-        ran = r["status"] == "ok"
-        note = r["reason"] if not ran else (r["memory_note"] or "")
-        table.add_row(
-            names.get(r["model_index"], r["model"]),
-            r["provider"],
-            str(r["batch_size"]),
-            _num(r["median_ms"], ".2f"),
-            _num(r["p95_ms"], ".2f"),
-            _num(r["p99_ms"], ".2f"),
-            _num(r["images_per_second"], ",.1f"),
-            _num(r["throughput_vs_first"], ".2f", "x"),
-            _num(r["peak_rss_mb"], ",.0f"),
-            _num(r["macs_per_image"] / 1e6 if r["macs_per_image"] is not None else None, ",.2f"),
-            _num(r["achieved_gops"], ",.2f", " " + r["ops_unit"]),
-            _num(r["peak_share"] * 100 if r["peak_share"] is not None else None, ".1f", "%"),
-            f"[red]{r['status']}[/red]: {note}" if not ran else note,
-        )
-    return table
-
-
-def format_accuracy(report: dict[str, Any]) -> Any:
-    """A rich Table of accuracy and top-1 agreement, or None when the benchmark had no --data."""
-    from rich.table import Table
-
-    if not report.get("accuracy"):
-        return None
-    table = Table(title=f"accuracy on {report['settings']['data_dir']} (cpu)", title_justify="left")
-    for name in ("model", "images", "accuracy", "agrees with first"):
-        table.add_column(name, justify="left" if name == "model" else "right")
-    for entry in report["accuracy"]:
-        if entry["error"]:
-            table.add_row(Path(entry["model"]).name, "-", f"[red]{entry['error']}[/red]", "-")
-            continue
-        table.add_row(
-            Path(entry["model"]).name,
-            str(entry["images"]),
-            _num(entry["accuracy"] * 100, ".2f", "%"),
-            _num(
-                entry["agreement_with_first"] * 100 if entry["agreement_with_first"] is not None else None,
-                ".2f",
-                "%",
-            ),
-        )
-    return table
-
-
-def _num(value: float | int | None, spec: str, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"

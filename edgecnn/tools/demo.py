@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core.atomic import write_atomic
 from edgecnn.training.synthetic import DEFAULT_CLASSES, write_dataset, write_video
 
 #: The recipe of the shipped model and of the demo (same data, same training).
@@ -126,7 +127,8 @@ def run_demo(
     """The whole product on generated data, step by step (see the module docstring)."""
     from edgecnn.apps.capture import open_source
     from edgecnn.apps.classify import ClassifyConfig, classify_paths
-    from edgecnn.apps.evaluate import load_onnx_model as load_model, run_on_folder
+    from edgecnn.apps.evaluate import load_onnx_model as load_model
+    from edgecnn.apps.evaluate import run_on_folder
     from edgecnn.apps.webcam import WebcamConfig, format_summary, run_webcam
     from edgecnn.export.convert import export_all
     from edgecnn.runtime.predictor import Predictor
@@ -215,7 +217,8 @@ def build_models(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train and export the shipped default model into ``models/`` and write its model card (``make models``)."""
-    from edgecnn.apps.evaluate import load_onnx_model as load_model, run_on_folder
+    from edgecnn.apps.evaluate import load_onnx_model as load_model
+    from edgecnn.apps.evaluate import run_on_folder
     from edgecnn.core.shipped import DEFAULT_MODEL_NAME
     from edgecnn.export.convert import export_all
 
@@ -257,8 +260,8 @@ def build_models(
         "int8_speedup_batch8": exported.int8.speedup,
         "calibration": exported.int8.chosen.method,
     }
-    (models / "model-card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    (models / "README.md").write_text(model_card_markdown(card), encoding="utf-8")
+    write_atomic(models / "model-card.json", json.dumps(card, indent=2) + "\n")
+    write_atomic(models / "README.md", model_card_markdown(card))
     log(f"wrote {fp32}, {int8}, {models / 'README.md'}")
     return card
 

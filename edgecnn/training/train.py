@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.atomic import atomic_output, write_atomic
 from edgecnn.core.contract import InputSpec, ModelContract
 from edgecnn.core.dataset import DataSplits, Skipped, discover
 from edgecnn.core.errors import ConfigError, DatasetError, EdgecnnError, OutputError
@@ -406,15 +406,12 @@ def _config_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def _write_model(model: Any, path: Path) -> None:
-    tmp = path.with_name(".tmp-" + path.name)
-    model.save(str(tmp))
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        model.save(str(tmp))
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(".tmp-" + path.name)
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def _write_plots(
