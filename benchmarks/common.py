@@ -7,6 +7,7 @@ files into the tables of docs/BENCHMARKS.md.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import re
@@ -24,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 SHARED = REPO.parent / "shared" / "datasets"
 INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")  # the library's progress lines
 
 
 def machine() -> dict[str, Any]:
@@ -144,4 +147,4 @@ def vgg16_run(folder: Path, calib_dir: Path, calib_size: int = 64) -> Any:
         labels=("cats", "dogs"), input=spec, arch="vgg16", normalization=built.normalization
     )
     (folder / "report.json").write_text(json.dumps({"contract": contract.to_dict()}))
-    return export_all(folder, int8=True, calib_dir=calib_dir, calib_size=calib_size, force=True, log=print)
+    return export_all(folder, int8=True, calib_dir=calib_dir, calib_size=calib_size, force=True)

@@ -36,7 +36,7 @@ def cnn_figures(run: Path, data: Path, calib_size: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cnn.onnx"
         result = export_all(
-            run, output=out, int8=True, eval_dir=data / "val", calib_size=calib_size, force=True, log=print
+            run, output=out, int8=True, eval_dir=data / "val", calib_size=calib_size, force=True
         )
         q = result.int8
         return {

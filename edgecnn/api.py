@@ -56,7 +56,7 @@ def train(data_dir: PathLike, **options: Any) -> Any:
     from edgecnn.training.train import train as run_training
 
     options.setdefault("verbose", 0)
-    return run_training(TrainConfig(data_dir=Path(data_dir), **options), log=logger.info)
+    return run_training(TrainConfig(data_dir=Path(data_dir), **options))
 
 
 def export(run: PathLike, int8: bool = False, **options: Any) -> Any:
@@ -76,7 +76,7 @@ def export(run: PathLike, int8: bool = False, **options: Any) -> Any:
     """
     from edgecnn.export.convert import export_all
 
-    return export_all(run, int8=int8, log=logger.info, **options)
+    return export_all(run, int8=int8, **options)
 
 
 class ClassifyRun:

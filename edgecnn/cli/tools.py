@@ -79,7 +79,6 @@ def benchmark(
         runs=runs,
         warmup=warmup,
         peak_seconds=peak_seconds,
-        progress=say,
     )
     text = json.dumps(report, allow_nan=False)
     if json_file is not None and str(json_file) == "-":

@@ -101,7 +101,7 @@ def train(
         max_minutes=max_minutes,
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )
-    result = run_training(config, log=say)
+    result = run_training(config)
     report = result.report
     say(format_metrics(result.metrics))
     say(
@@ -230,7 +230,6 @@ def export(
         max_accuracy_drop=max_accuracy_drop,
         opset=opset,
         force=force,
-        log=say,
     )
     summary = print_export(result)
     if as_json:

@@ -10,6 +10,7 @@ on the written file before it replaces anything at the output path.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ PARITY_ATOL = 1e-4
 PARITY_IMAGES = 64
 DEFAULT_OPSET = 17
 MAX_INT8_OPSET = 20
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -207,7 +210,6 @@ def export_model(
     calib_dir: str | Path | None = None,
     eval_dir: str | Path | None = None,
     parity_images: int = PARITY_IMAGES,
-    log: Any = None,
 ) -> ExportResult:
     """Export a trained Keras model to ONNX with its contract, and prove parity before keeping the file.
 
@@ -219,13 +221,12 @@ def export_model(
         calib_dir: Images for the parity check (and calibration); default: the run's data.
         eval_dir: A labelled folder; preferred for the parity check when given.
         parity_images: How many real images the parity check runs on.
-        log: Callable taking a line of progress text.
 
     Raises:
         ExportError: Conversion failed or the parity gate failed (no file is left at the output path).
         OutputError: The output exists and ``force`` is off.
     """
-    say = log or (lambda _m: None)
+    say = logger.info
     if not 13 <= opset <= 21:
         raise ConfigError(f"--opset must be between 13 and 21, got {opset}")
     model_path, run_dir = resolve_source(source)
@@ -319,7 +320,6 @@ def export_all(
     max_accuracy_drop: float = 1.0,
     opset: int = DEFAULT_OPSET,
     force: bool = False,
-    log: Any = None,
 ) -> ExportResult:
     """``edgecnn export``: the fp32 file with its parity gate, then (with ``int8``) the calibrated int8 file.
 
@@ -329,7 +329,7 @@ def export_all(
         ExportError: A gate failed; the file it guards is not written.
         OutputError: An output exists and ``force`` is off.
     """
-    say = log or (lambda _m: None)
+    say = logger.info
     if int8 and opset > MAX_INT8_OPSET:
         raise ConfigError(
             f"int8 needs --opset {MAX_INT8_OPSET} or lower (QuantizeLinear-23 is not in ONNX Runtime); got {opset}"
@@ -352,7 +352,7 @@ def export_all(
         result.notes.append("fp32 file reused (same source model)")
     else:
         result = export_model(
-            model_path, fp32_path, opset=opset, force=force, calib_dir=calib_dir, eval_dir=eval_dir, log=say
+            model_path, fp32_path, opset=opset, force=force, calib_dir=calib_dir, eval_dir=eval_dir
         )
     if not int8:
         return result
@@ -395,6 +395,5 @@ def export_all(
         per_channel=per_channel,
         max_accuracy_drop=max_accuracy_drop,
         force=force,
-        log=say,
     )
     return result

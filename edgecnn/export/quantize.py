@@ -8,6 +8,7 @@ calibration methods with and without per-channel weights and keeps the most accu
 
 from __future__ import annotations
 
+import logging
 import statistics
 import tempfile
 import time
@@ -27,6 +28,8 @@ from edgecnn.core.onnxfile import load_onnx, op_counts, read_contract, save_onnx
 
 METHODS = ("minmax", "entropy", "percentile")
 METHOD_CHOICES = (*METHODS, "auto")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -220,7 +223,6 @@ def quantize_model(
     max_accuracy_drop: float = 1.0,
     force: bool = False,
     latency_batch: int = 8,
-    log: Any = None,
 ) -> QuantizeResult:
     """Quantise an edgecnn fp32 ONNX model to int8 and check it against the fp32 model.
 
@@ -235,12 +237,11 @@ def quantize_model(
         max_accuracy_drop: Largest accuracy loss allowed, in percentage points.
         force: Overwrite an existing output.
         latency_batch: Batch size of the speed comparison.
-        log: Callable taking a line of progress text.
 
     Raises:
         ExportError: No candidate within the accuracy budget (nothing is written).
     """
-    say = log or (lambda _m: None)
+    say = logger.info
     if method not in METHOD_CHOICES:
         raise ConfigError(f"unknown --calib-method {method!r}; choose from {', '.join(METHOD_CHOICES)}")
     if max_accuracy_drop < 0:

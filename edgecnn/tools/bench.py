@@ -11,9 +11,10 @@ re-exported here.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +60,7 @@ __all__ = [
     "run_benchmark",
 ]
 
+logger = logging.getLogger(__name__)
 SCHEMA = "edgecnn.benchmark/1"
 #: Units of achieved and peak throughput: float models do FLOPs, int8 models integer operations.
 UNITS = {"fp32": "GFLOP/s", "int8": "GOP/s"}
@@ -143,7 +145,6 @@ def run_benchmark(
     warmup: int = 5,
     *,
     peak_seconds: float = 2.0,
-    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Time every model on every provider and batch size.
 
@@ -156,7 +157,6 @@ def run_benchmark(
         runs: Timed runs per row.
         warmup: Untimed runs before them.
         peak_seconds: Time for each peak measurement; 0 leaves the roofline peaks out.
-        progress: Called with a short line as each row starts.
 
     Returns:
         A JSON-ready dict: ``schema`` ("edgecnn.benchmark/1"), ``created``, ``machine`` (CPU, cores, int8
@@ -185,12 +185,10 @@ def run_benchmark(
     for model in bench_models:
         for provider in providers:
             rows.extend(
-                _provider_rows(
-                    model, provider, batch_sizes, threads, runs, warmup, images, unavailable, progress
-                )
+                _provider_rows(model, provider, batch_sizes, threads, runs, warmup, images, unavailable)
             )
     add_ratios(rows)
-    peaks = _measure_peaks(ort, rows, threads, peak_seconds, progress)
+    peaks = _measure_peaks(ort, rows, threads, peak_seconds)
     add_roofline(rows, peaks)
     return {
         "schema": SCHEMA,
@@ -233,7 +231,6 @@ def _provider_rows(
     warmup: int,
     images: ImageSource,
     unavailable: dict[str, str],
-    progress: Callable[[str], None] | None,
 ) -> list[dict[str, Any]]:
     from edgecnn.runtime.predictor import Predictor
 
@@ -245,8 +242,7 @@ def _provider_rows(
         return [_row(model, provider, b, "unavailable", str(exc)) for b in batch_sizes]
     rows = []
     for size in batch_sizes:
-        if progress:
-            progress(f"{model.path.name} on {provider}, batch {size}")
+        logger.info(f"{model.path.name} on {provider}, batch {size}")
         rows.append(
             _time_row(predictor, model, provider, size, images(model.contract.input, size), runs, warmup)
         )
@@ -334,7 +330,6 @@ def _measure_peaks(
     rows: Sequence[dict[str, Any]],
     threads: int | None,
     seconds: float,
-    progress: Callable[[str], None] | None,
 ) -> list[dict[str, Any]]:
     """One peak per (provider, precision) that has a row that ran."""
     wanted = dict.fromkeys((r["provider"], r["precision"]) for r in rows if r["status"] == "ok")
@@ -350,8 +345,7 @@ def _measure_peaks(
         if seconds <= 0:
             entry["error"] = "not measured (peak time 0)"
         else:
-            if progress:
-                progress(f"peak {kind} throughput on {provider}")
+            logger.info(f"peak {kind} throughput on {provider}")
             try:
                 entry["value"] = _sig(measure_peak(ort, kind, threads, seconds, provider))
             except EdgecnnError as exc:

@@ -152,7 +152,7 @@ def run_demo(
     log(f"  validation accuracy {trained.metrics.accuracy * 100:.2f}%")
 
     step("exporting fp32 ONNX (parity gate) and int8 ONNX (accuracy gate, held-out test split)")
-    exported = export_all(run_dir, int8=True, eval_dir=data / "test", force=True, log=lambda m: log("  " + m))
+    exported = export_all(run_dir, int8=True, eval_dir=data / "test", force=True)
     assert exported.int8 is not None
 
     step("evaluating both models on the held-out test split")
@@ -239,7 +239,6 @@ def build_models(
         int8_output=int8,
         eval_dir=data / "test",
         force=True,
-        log=lambda m: log("  " + m),
     )
     assert exported.int8 is not None
     fp32_eval = run_on_folder(load_model(fp32, provider="cpu"), data / "test")

@@ -8,6 +8,7 @@ settings and the model contract), ``history.json``, ``curves.png``, ``confusion_
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import time
@@ -30,6 +31,8 @@ from edgecnn.training.pipeline import make_dataset
 WEIGHT_DECAY = 1e-4
 #: Above this many bytes of decoded images, the tf.data cache goes to a file in the run directory.
 MEMORY_CACHE_LIMIT = 4 * 2**30
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,19 +104,18 @@ def default_run_dir() -> Path:
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def train(config: TrainConfig, log: Any = None) -> TrainResult:
+def train(config: TrainConfig) -> TrainResult:
     """Train a model and write its run directory.
 
     Args:
         config: The run's settings.
-        log: Callable taking one line of text for progress messages (default: silent).
 
     Raises:
         DatasetError: The data folder cannot be used.
         ConfigError: Options that cannot work together.
         DependencyError: TensorFlow is missing, or ImageNet weights cannot be fetched.
     """
-    say = log or (lambda _msg: None)
+    say = logger.info
     splits = discover(config.data_dir, config.val_dir, config.val_split, seed=config.seed)
     for warning in splits.warnings:
         say(f"warning: {warning}")
