@@ -20,7 +20,7 @@ import numpy as np
 
 from edgecnn.apps.outputs import ResultWriter, Row, read_statuses
 from edgecnn.apps.sorting import Sorter
-from edgecnn.core.decode import decode_parallel, default_workers
+from edgecnn.core.decode import decode_batches, default_workers
 from edgecnn.core.errors import ConfigError
 from edgecnn.core.files import iter_image_files
 from edgecnn.runtime.predictor import Predictor
@@ -235,17 +235,15 @@ def classify_batches(
         return rows
 
     try:
-        for result in decode_parallel(todo(), predictor.contract.input, workers=workers):
-            seen += 1
-            entries.append((result.item, result.image, result.error))
-            if len(entries) >= config.batch_size:
-                rows = flush()
-                if on_progress:
-                    on_progress(seen, total[0])
+        for group in decode_batches(todo(), predictor.contract.input, config.batch_size, workers=workers):
+            seen += len(group)
+            entries.extend((d.item, d.image, d.error) for d in group)
+            rows = flush()
+            if on_progress:
+                on_progress(seen, total[0])
+            if rows:
                 yield rows
-        rows = flush()
-        if on_progress:
-            on_progress(seen, total[0])
+        rows = flush()  # files that could not be listed, after the last batch
         if rows:
             yield rows
     finally:

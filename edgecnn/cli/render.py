@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.markup import escape
@@ -113,15 +114,10 @@ def classify_with_progress(config: Any, predictor: Any) -> Any:
     ]
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("classify", total=None, rate=0.0)
-        started = [0.0]
+        started = time.perf_counter()  # the rate counts from the start, decoding of the first batch included
 
         def update(done: int, total: int | None) -> None:
-            import time
-
-            now = time.perf_counter()
-            if not started[0]:
-                started[0] = now
-            elapsed = now - started[0]
+            elapsed = time.perf_counter() - started
             progress.update(task, completed=done, total=total, rate=done / elapsed if elapsed > 0 else 0.0)
 
         return classify_paths(config, predictor, on_progress=update, count_in_background=True)

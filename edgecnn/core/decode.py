@@ -81,28 +81,37 @@ def decode_parallel(
                 future.cancel()
 
 
+def decode_batches(
+    items: Iterable[T],
+    spec: InputSpec,
+    batch_size: int,
+    workers: int | None = None,
+    path_of: Callable[[T], str | os.PathLike[str]] = lambda item: item,  # type: ignore[assignment,return-value]
+) -> Iterator[list[Decoded[T]]]:
+    """``decode_parallel`` in groups of ``batch_size`` items (decoded or not), in input order; the last may be
+    shorter. The one batching step between decoding and a model, for every caller."""
+    if batch_size < 1:
+        raise EdgecnnError(f"--batch-size must be at least 1, got {batch_size}")
+    group: list[Decoded[T]] = []
+    for result in decode_parallel(items, spec, workers=workers, path_of=path_of):
+        group.append(result)
+        if len(group) == batch_size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 def iter_batches(
     samples: Sequence[Sample], contract: ModelContract, batch_size: int, workers: int | None
 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[Path], list[tuple[Path, str]]]]:
     """Decoded (float32 batch, labels, paths, skipped) tuples over labelled samples, in order."""
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    paths: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    for result in decode_parallel(samples, contract.input, workers=workers, path_of=lambda s: s[0]):
-        if result.image is None:
-            skipped.append((result.item[0], result.error or "unreadable"))
-            continue
-        images.append(result.image)
-        labels.append(result.item[1])
-        paths.append(result.item[0])
-        if len(images) == batch_size:
-            yield np.stack(images).astype(np.float32), np.array(labels), paths, skipped
-            images, labels, paths, skipped = [], [], [], []
-    if images or skipped:
+    for group in decode_batches(samples, contract.input, batch_size, workers, path_of=lambda s: s[0]):
+        ok = [d for d in group if d.image is not None]
+        skipped = [(d.item[0], d.error or "unreadable") for d in group if d.image is None]
         batch = (
-            np.stack(images).astype(np.float32)
-            if images
+            np.stack([d.image for d in ok]).astype(np.float32)  # type: ignore[misc]
+            if ok
             else np.zeros((0, *contract.input.shape), np.float32)
         )
-        yield batch, np.array(labels, dtype=np.int64), paths, skipped
+        yield batch, np.array([d.item[1] for d in ok], dtype=np.int64), [d.item[0] for d in ok], skipped
