@@ -8,6 +8,7 @@ files.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.apps.outputs import ResultWriter, Row, read_statuses
+from edgecnn.apps.outputs import RETRY, ResultWriter, Row, read_statuses
 from edgecnn.apps.sorting import Sorter
 from edgecnn.core.decode import decode_batches, default_workers
 from edgecnn.core.errors import ConfigError
@@ -162,13 +163,16 @@ def classify_batches(
     closes the results file with every yielded row in it.
     """
     workers = summary.workers
-    done = read_statuses(config.output) if (config.output and config.resume) else {}
-    writer = ResultWriter(config.output, resume=config.resume, force=config.force) if config.output else None
+    # Everything is checked before any output is touched: the sort folder first, then the results file.
     sorter = (
         Sorter(config.sort_into, move=config.move, min_confidence=config.min_confidence)
         if config.sort_into
         else None
     )
+    recorded = read_statuses(config.output) if (config.output and config.resume) else {}
+    # --resume matches files by their resolved path: a relative and an absolute spelling are the same file.
+    done = {os.path.realpath(path): status for path, status in recorded.items()}
+    writer = ResultWriter(config.output, resume=config.resume, force=config.force) if config.output else None
     total: list[int | None] = [None]
     stop_counting = threading.Event()
     if on_progress and count_in_background:
@@ -189,8 +193,8 @@ def classify_batches(
         for path in iter_image_files(
             config.paths, recursive=config.recursive, skipped=listing_skips, exclude=config.sort_into
         ):
-            status = done.get(str(path))
-            if status is not None:
+            status = done.get(os.path.realpath(path)) if done else None
+            if status is not None and status != RETRY:
                 summary.already_done += 1
                 summary.already_skipped += status != "ok"
                 continue
@@ -204,7 +208,7 @@ def classify_batches(
         rows: list[Row] = []
         while listing_skips:
             path, reason = listing_skips.pop(0)
-            if str(path) not in done:
+            if not done or os.path.realpath(path) not in done:
                 rows.append(Row(str(path), "skipped", error=reason))
         images = [image for _, image, _ in entries if image is not None]
         tops = iter(predictor.top_k(predictor.predict(images), config.top_k)) if images else iter(())

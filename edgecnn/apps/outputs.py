@@ -70,31 +70,46 @@ def read_done(path: Path) -> set[str]:
     return set(read_statuses(path))
 
 
+#: The status ``read_statuses`` gives a row whose file was classified but could not be sorted: ``--resume``
+#: tries it again (its new row follows the old one; the later row of a path counts).
+RETRY = "retry"
+
+
+def _status(row: dict[str, Any]) -> str:
+    status = str(row.get("status") or "ok")
+    if status != "ok" and str(row.get("error") or "").startswith("cannot sort"):
+        return RETRY
+    return status
+
+
 def read_statuses(path: Path) -> dict[str, str]:
     """{path: status} of the rows already in an output file; a torn last line is ignored.
 
     Raises:
-        OutputError: The file exists but is not a result file of the expected format.
+        OutputError: The file cannot be read, or is not a result file of the expected format.
     """
-    if not path.exists() or path.stat().st_size == 0:
-        return {}
-    fmt = format_of(path)
-    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return {}
+        fmt = format_of(path)
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise OutputError(f"cannot resume from {path}: {exc.strerror or exc}") from None
     try:
         if fmt == ".json":
             data = json.loads(text)
             if not isinstance(data, list):
                 raise ValueError("not a JSON array")
-            return {str(item["path"]): str(item.get("status", "ok")) for item in data}
+            return {str(item["path"]): _status(item) for item in data}
         lines = text.split("\n")
         complete = lines[:-1]  # whatever follows the last newline is a torn write
         if fmt == ".jsonl":
             rows = [json.loads(line) for line in complete if line.strip()]
-            return {str(r["path"]): str(r.get("status", "ok")) for r in rows}
+            return {str(r["path"]): _status(r) for r in rows}
         reader = csv.DictReader(io.StringIO("\n".join(complete) + "\n"))
         if reader.fieldnames is None or "path" not in reader.fieldnames:
             raise ValueError("no 'path' column")
-        return {row["path"]: row.get("status") or "ok" for row in reader if row.get("path") is not None}
+        return {row["path"]: _status(row) for row in reader if row.get("path") is not None}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OutputError(f"cannot resume from {path}: it is not an edgecnn result file ({exc})") from None
 

@@ -1,30 +1,45 @@
 """``classify --sort-into``: copy or move files into one folder per predicted label, never overwriting.
 
-Label names come from the model file, so they are made safe before they become folder names: no path
-separators, no ``..``, no hidden or empty names; the final path is checked to be inside the target folder.
-A name clash gets a numeric suffix; a move removes the source only after its copy is complete on disk.
+Label names come from the model file, so they are made safe before they become folder names (pathvalidate:
+no path separators or reserved names, at most 255 bytes; no ``..``, hidden or empty names); the final path is
+checked to be inside the target folder. A name clash gets a numeric suffix; a move removes the source only
+after its copy is complete on disk, and a move that cannot remove its source is undone. A failed copy leaves
+no partial file behind.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+from pathvalidate import sanitize_filename
 
 from edgecnn.core.errors import OutputError
 
 UNCERTAIN = "_uncertain"
-_UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
+#: Most bytes in one file name on the common file systems (ext4, APFS, NTFS in UTF-16 units, FAT long names).
+MAX_NAME_BYTES = 255
 
 
 def safe_folder_name(label: str, index: int = 0) -> str:
-    """A folder name for a label that cannot escape its parent or hide itself."""
-    name = _UNSAFE.sub("_", label).strip().strip(".")
-    if not name or name in (".", ".."):
+    """A folder name for a label that cannot escape its parent, hide itself, or be reserved on any platform."""
+    name = sanitize_filename(label, replacement_text="_", platform="universal", max_len=MAX_NAME_BYTES)
+    name = name.strip().lstrip(".")
+    if not name:
         name = f"_label{index}"
-    return name[:120]
+    return name
+
+
+def _fit(stem: str, tail: str) -> str:
+    """``stem`` cut (on a character boundary) so that ``stem + tail`` is at most MAX_NAME_BYTES in UTF-8."""
+    room = MAX_NAME_BYTES - len(os.fsencode(tail))
+    data = os.fsencode(stem)
+    if len(data) <= room:
+        return stem
+    return os.fsdecode(data[:room]).encode("utf-8", "ignore").decode("utf-8", "ignore") or "_"
 
 
 class Sorter:
@@ -64,20 +79,22 @@ class Sorter:
         return _copy_no_clobber(source, folder, stem, suffix)
 
 
-def _candidates(folder: Path, stem: str, suffix: str):
-    yield folder / f"{stem}{suffix}"
+def _candidates(folder: Path, stem: str, suffix: str) -> Iterator[Path]:
+    yield folder / (_fit(stem, suffix) + suffix)
     n = 1
     while True:
-        yield folder / f"{stem}_{n}{suffix}"
+        tail = f"_{n}{suffix}"
+        yield folder / (_fit(stem, tail) + tail)
         n += 1
 
 
 def _copy_no_clobber(source: Path, folder: Path, stem: str, suffix: str) -> Path:
-    tmp = folder / f".{stem}{suffix}.partial-{os.getpid()}"
-    shutil.copy2(source, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
+    tail = f".partial-{os.getpid()}"
+    tmp = folder / ("." + _fit(stem, suffix + tail + ".") + suffix + tail)
     try:
+        shutil.copy2(source, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         return _link_into_place(tmp, folder, stem, suffix)
     finally:
         tmp.unlink(missing_ok=True)
@@ -115,8 +132,17 @@ def _move_no_clobber(source: Path, folder: Path, stem: str, suffix: str) -> Path
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
                 raise
             landed = _copy_no_clobber(source, folder, stem, suffix)  # copy complete and synced first
-            source.unlink()
+            _remove_source(source, landed)
             return landed
-        source.unlink()
+        _remove_source(source, target)
         return target
     raise AssertionError("unreachable")
+
+
+def _remove_source(source: Path, landed: Path) -> None:
+    """The last step of a move; when the source cannot be removed, the copy is taken back (one place only)."""
+    try:
+        source.unlink()
+    except OSError as exc:
+        landed.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot move (the source cannot be removed: {exc.strerror or exc})") from None
