@@ -34,10 +34,10 @@ demo: install
 	$(BIN)/edgecnn demo
 
 models: install
-	$(BIN)/python -c "from edgecnn.demo import build_models; build_models()"
+	$(BIN)/python -c "from edgecnn.tools.demo import build_models; build_models()"
 
 samples: install
-	$(BIN)/python -c "from edgecnn.demo import make_samples; make_samples()"
+	$(BIN)/python -c "from edgecnn.tools.demo import make_samples; make_samples()"
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
