@@ -17,6 +17,7 @@ from edgecnn.cli.options import (
     ProviderOption,
     ThreadsOption,
     WorkersOption,
+    config_from,
     open_predictor,
 )
 from edgecnn.cli.render import classify_with_progress, print_rows, render_classify_summary
@@ -73,19 +74,7 @@ def classify(
     """Classify image files and folders with an ONNX model; write results, sort files."""
     from edgecnn.apps.classify import ClassifyConfig, classify_paths
 
-    config = ClassifyConfig(
-        paths=paths,
-        batch_size=batch_size,
-        top_k=top_k,
-        recursive=recursive,
-        output=output,
-        sort_into=sort_into,
-        move=not copy,
-        min_confidence=min_confidence,
-        resume=resume,
-        force=force,
-        workers=workers,
-    )
+    config = config_from(ClassifyConfig, locals(), move=not copy)
     predictor = open_predictor(model, provider, fallback, threads)
     if output is None and not quiet and not as_json:
         summary = classify_paths(config, predictor, on_rows=print_rows)  # the rows are the progress

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +35,14 @@ ThreadsOption = Annotated[
 ]
 WorkersOption = Annotated[int | None, typer.Option(help="Decoding threads [default: CPU count].")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+def config_from(cls: Any, options: dict[str, Any], **overrides: Any) -> Any:
+    """A library config dataclass from a command's options: fields named like an option take its value
+    (choices as their plain value), ``overrides`` set the rest (options whose meaning is inverted or renamed)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: (v.value if isinstance(v, Enum) else v) for k, v in options.items() if k in names}
+    return cls(**{**values, **overrides})
 
 
 def resolve_model(model: Path | None) -> Path:

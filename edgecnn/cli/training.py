@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from edgecnn.cli.app import app, handle_errors, out, say
-from edgecnn.cli.options import Provider, ProviderOption, WorkersOption
+from edgecnn.cli.options import Provider, ProviderOption, WorkersOption, config_from
 from edgecnn.cli.render import print_export
 
 
@@ -81,26 +81,8 @@ def train(
     from edgecnn.training.train import TrainConfig
     from edgecnn.training.train import train as run_training
 
-    config = TrainConfig(
-        data_dir=data_dir,
-        out_dir=out,
-        arch=arch.value,
-        img_size=img_size,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        val_dir=val_dir,
-        val_split=val_split,
-        augment=not no_augment,
-        grayscale=grayscale,
-        weights=weights,
-        fine_tune_epochs=fine_tune_epochs,
-        seed=seed,
-        patience=patience,
-        base_filters=base_filters,
-        max_minutes=max_minutes,
-        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
-    )
+    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
+    config = config_from(TrainConfig, locals(), out_dir=out, augment=not no_augment, verbose=verbose)
     result = run_training(config)
     report = result.report
     say(format_metrics(result.metrics))
