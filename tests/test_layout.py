@@ -14,7 +14,9 @@ import pytest
 import edgecnn
 
 ROOT = Path(__file__).resolve().parents[1]
-LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which(
+    "lint-imports"
+)
 needs_linter = pytest.mark.skipif(LINT_IMPORTS is None, reason="import-linter is not installed (dev extra)")
 INFERENCE_PACKAGES = ("edgecnn.core", "edgecnn.runtime", "edgecnn.apps")
 
@@ -99,3 +101,41 @@ def test_version_is_one_place():
     from importlib import metadata
 
     assert edgecnn.__version__ == metadata.version("edgecnn")
+
+
+def test_packaged_subpackages_match_the_folders():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {"edgecnn"} | {"edgecnn." + p.parent.name for p in (ROOT / "edgecnn").glob("*/__init__.py")}
+    assert listed == on_disk | {"edgecnn.models"}
+
+
+def test_the_wheel_carries_the_default_model_and_the_contract_schema(tmp_path):
+    """A plain `pip install .` (not editable) must have a default model: the wheel carries it."""
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(ROOT),
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("edgecnn-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "edgecnn/models/shapes-cnn.int8.onnx" in names and "edgecnn/py.typed" in names
+    assert any(n.startswith("edgecnn/core/") and n.endswith(".json") for n in names)
+    assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)

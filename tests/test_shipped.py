@@ -1,6 +1,8 @@
 """The shipped models and samples work right after install, with no training and no --model."""
 
+import csv
 import json
+from pathlib import Path
 
 from conftest import REPO
 from typer.testing import CliRunner
@@ -13,13 +15,21 @@ MODELS = REPO / "models"
 SAMPLES = REPO / "samples"
 
 
-def test_classify_samples_with_the_default_model(monkeypatch):
+def test_classify_samples_with_the_default_model(monkeypatch, tmp_path):
+    """Every sample is classified as the shape its name carries (circle-1.jpg, square-grey.png, ...)."""
     monkeypatch.chdir(REPO)
-    result = runner.invoke(app, ["classify", "samples/", "--json"])
+    out = tmp_path / "results.csv"
+    result = runner.invoke(app, ["classify", "samples/", "--json", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "using the shipped default model" in result.stderr
     summary = json.loads(result.stdout)
-    assert summary["classified"] == len([p for p in SAMPLES.iterdir() if p.suffix in (".jpg", ".png")]) >= 9
+    images = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
+    assert summary["classified"] == len(images) >= 9
+    with open(out, newline="", encoding="utf-8") as fh:
+        labels = {Path(row["path"]).name: row["label"] for row in csv.DictReader(fh)}
+    assert sorted(labels) == images
+    wrong = {name: label for name, label in labels.items() if label != name.split("-")[0]}
+    assert not wrong, wrong
 
 
 def test_webcam_on_the_sample_video_with_the_default_model(monkeypatch):

@@ -1,4 +1,4 @@
-"""The ready-to-run models shipped in the repository's ``models/`` folder."""
+"""The ready-to-run models shipped in the repository's ``models/`` folder (``edgecnn/models/`` in a wheel)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ MODEL_ENV = "EDGECNN_MODEL"
 
 
 def models_dirs() -> list[Path]:
-    """Folders searched for the default model: ./models, then the models/ folder beside the package."""
-    return [Path.cwd() / "models", Path(__file__).resolve().parent.parent / "models"]
+    """Folders searched for the default model: ./models, the package's models/ (an installed wheel), then the
+    models/ folder beside the package (a source checkout)."""
+    package = Path(__file__).resolve().parent.parent
+    return [Path.cwd() / "models", package / "models", package.parent / "models"]
 
 
 def default_model_path() -> Path | None:
