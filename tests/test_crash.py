@@ -162,7 +162,7 @@ def crash_trials(
     for trial in range(trials):
         out = workdir / f"trial{trial}{FORMATS[trial % len(FORMATS)]}"
         # Mostly while results are being written; sometimes during start-up, before the file exists.
-        delay = -rng.uniform(0, 1.5) if rng.random() < 0.15 else rng.uniform(0, 1.2 * reference_seconds)
+        delay = -rng.uniform(0, 1.5) if rng.random() < 0.15 else rng.uniform(0, 0.5 * reference_seconds)
         code = kill_after(classify_command(folder, model, out), out, delay)
         report.trials += 1
         report.killed += code == -signal.SIGKILL
@@ -235,12 +235,14 @@ def model(tmp_path_factory):
 
 def test_classify_killed_at_random_moments_then_resumed(model, tmp_path):
     folder = tmp_path / "images"
-    write_folder(folder, 400)
+    write_folder(folder, 800)
     expected = reference_results(folder, model, tmp_path / "reference.jsonl")
-    assert len(expected) == 402
-    report = crash_trials(folder, model, tmp_path, expected, trials=10, seed=1)
-    check_report(report, 10)
-    assert any(0 < n < len(expected) for n in report.rows_before_resume), report  # some were mid-file
+    assert len(expected) == 802
+    report = crash_trials(folder, model, tmp_path, expected, trials=12, seed=1)
+    check_report(report, 12)
+    # The kills must land while results are being written, not only before or after: a file with some rows.
+    mid_file = [n for n in report.rows_before_resume if 0 < n < len(expected)]
+    assert len(mid_file) >= 4, report
     for leftover in tmp_path.glob(".*.partial"):  # .json rewrites leave only hidden temporary files
         assert leftover.name.startswith(".trial")
 
@@ -314,9 +316,9 @@ def export_trials(run: Path, workdir: Path, trials: int, seed: int) -> list[dict
     target = workdir / "model.onnx"
     for trial in range(trials):
         before = target.read_bytes() if target.exists() else None
-        # Alternate: a random moment of the whole run, or a random moment while the file is being written
-        # and checked (between the temporary file appearing and the rename).
-        delay = None if trial % 2 else rng.uniform(0, 0.6)
+        # Mostly a moment while the file is being written and checked (between the temporary file appearing
+        # and the rename); the last trial at a random moment of the whole run.
+        delay = None if trial == trials - 1 else rng.uniform(0, 0.1)
         seen = export_once(run, target, delay, rng)
         seen["target"] = check_export_target(target, before)
         seen["partials"] = sorted(p.name for p in workdir.glob(".*.partial*"))
@@ -325,8 +327,11 @@ def export_trials(run: Path, workdir: Path, trials: int, seed: int) -> list[dict
 
 
 def test_export_killed_at_random_moments_leaves_no_partial_model(trained_run, tmp_path):
-    results = export_trials(trained_run, tmp_path, trials=2, seed=2)
+    results = export_trials(trained_run, tmp_path, trials=4, seed=2)
     assert all(r["code"] in (0, -signal.SIGKILL) for r in results), results
+    # At least two kills landed while the model was being written (its temporary file existed, no clean-up).
+    mid_write = [r for r in results if r["seen_partial"] and r["code"] == -signal.SIGKILL]
+    assert len(mid_write) >= 2, results
     assert all(r["target"] in ("absent", "previous model", "complete model") for r in results)
     # Temporary files never sit at the output path; a kill (no clean-up runs) may leave one beside it.
     for r in results:
