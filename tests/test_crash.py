@@ -242,7 +242,7 @@ def test_classify_killed_at_random_moments_then_resumed(model, tmp_path):
     check_report(report, 12)
     # The kills must land while results are being written, not only before or after: a file with some rows.
     mid_file = [n for n in report.rows_before_resume if 0 < n < len(expected)]
-    assert len(mid_file) >= 4, report
+    assert len(mid_file) >= 3, report
     for leftover in tmp_path.glob(".*.partial"):  # .json rewrites leave only hidden temporary files
         assert leftover.name.startswith(".trial")
 
