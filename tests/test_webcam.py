@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -13,9 +14,16 @@ import pytest
 from onnxmodels import mean_colour_model
 from typer.testing import CliRunner
 
-from edgecnn.apps.capture import LatestFrameSource, display_available, open_source
-from edgecnn.apps.webcam import Smoother, WebcamConfig, run_webcam
+from edgecnn.apps.capture import (
+    Frame,
+    LatestFrameSource,
+    SequentialSource,
+    display_available,
+    open_source,
+)
+from edgecnn.apps.webcam import Smoother, WebcamConfig, crop_for, run_webcam
 from edgecnn.cli import app
+from edgecnn.core.errors import ConfigError
 from edgecnn.runtime.predictor import Predictor
 from edgecnn.training.synthetic import write_video
 
@@ -250,7 +258,7 @@ def test_latest_frame_policy_with_slow_model_and_fast_camera(model):
     assert summary.frames_dropped > 15  # the camera made many frames the slow model never saw
 
 
-def test_mid_stream_failure_retries_then_ends_cleanly(model, tmp_path):
+def test_mid_stream_failure_retries_then_reports_the_source_lost(model, tmp_path):
     camera = FakeCamera(interval=0.001, fail_after=5)
     events = []
     source = LatestFrameSource(
@@ -259,8 +267,9 @@ def test_mid_stream_failure_retries_then_ends_cleanly(model, tmp_path):
     summary = run_webcam(
         source, Predictor(model, provider="cpu"), WebcamConfig(display=False, record=tmp_path / "r.mp4")
     )
-    assert summary.end_reason == "end of source"
-    assert source.retries == 2 and len(events) == 2 and "reconnecting" in events[0]
+    assert summary.end_reason == "source lost" and summary.failed
+    assert source.retries == 2 and len(events) == 3 and "reconnecting" in events[0]
+    assert "giving up" in events[-1]
     assert 1 <= summary.frames_shown <= 5
     assert frame_count(tmp_path / "r.mp4") == summary.frames_shown
 
@@ -301,3 +310,141 @@ def test_realtime_file_pacing_drops_frames_when_slow(video, model):
     predictor = SlowPredictor(Predictor(model, provider="cpu"), delay=0.25)
     summary = run_webcam(source, predictor, WebcamConfig(display=False))
     assert summary.frames_dropped > 0 and summary.frames_shown < 30
+
+
+class StillSource:
+    """A file-like source that gives the same frame ``count`` times (for options that change what is seen)."""
+
+    live = False
+    fps = 10.0
+    description = "still frames"
+    dropped = 0
+
+    def __init__(self, frame, count=3):
+        self.frame, self.count, self.frames_read = frame, count, 0
+        self.end_reason = None
+
+    def read(self, timeout=5.0):
+        if self.frames_read >= self.count:
+            self.end_reason = "end of source"
+            return None
+        self.frames_read += 1
+        return Frame(self.frame.copy(), self.frames_read - 1, time.monotonic())
+
+    def close(self):
+        pass
+
+
+def wide_frame():
+    """Dim green in the centred square, bright red beside it: a centre crop says green, stretching says red."""
+    frame = np.zeros((32, 96, 3), np.uint8)
+    frame[:, :, 2] = 255
+    frame[:, 32:64] = (0, 100, 0)
+    return frame
+
+
+def serve(monkeypatch, source):
+    """Make the webcam command use ``source``; returns the list of open_source calls."""
+    calls = []
+
+    def fake_open_source(**kwargs):
+        calls.append(kwargs)
+        return source
+
+    monkeypatch.setattr("edgecnn.apps.capture.open_source", fake_open_source)
+    return calls
+
+
+@pytest.mark.parametrize(("crop", "label"), [(None, "red"), ("center", "green"), ("none", "red")])
+def test_crop_default_follows_the_model_contract(model, tmp_path, monkeypatch, crop, label):
+    serve(monkeypatch, StillSource(wide_frame(), count=1))
+    lines = tmp_path / "crop.jsonl"
+    args = ["webcam", "--model", str(model), "--no-display", "--jsonl", str(lines)]
+    result = runner.invoke(app, args + ([] if crop is None else ["--crop", crop]))
+    assert result.exit_code == 0, result.output
+    assert json.loads(lines.read_text())["label"] == label
+
+
+def test_crop_default_follows_the_model_contract_in_the_library(model):
+    assert WebcamConfig().crop is None  # None: as the contract says
+    predictor = Predictor(model, provider="cpu")
+    assert predictor.contract.input.fit == "stretch"
+    stretched = run_webcam(StillSource(wide_frame()), predictor, WebcamConfig(display=False))
+    cropped = run_webcam(StillSource(wide_frame()), predictor, WebcamConfig(display=False, crop="center"))
+    assert (stretched.last_label, cropped.last_label) == ("red", "green")
+
+
+def test_lost_live_source_exits_1(model, monkeypatch):
+    camera = FakeCamera(interval=0.001, fail_after=3)
+    serve(
+        monkeypatch, LatestFrameSource(camera.read, lambda: None, "fake camera", max_retries=1, backoff=0.01)
+    )
+    result = runner.invoke(app, ["webcam", "--model", str(model), "--no-display", "--json"])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["end_reason"] == "source lost"
+    assert "fake camera: source lost" in result.stderr
+
+
+def test_reader_error_exits_1(model, monkeypatch):
+    class Broken:
+        reads = 0
+
+        def read(self):
+            self.reads += 1
+            if self.reads > 2:
+                raise RuntimeError("decoder crashed")
+            return np.zeros((24, 32, 3), np.uint8)
+
+        def fps(self):
+            return 25.0
+
+        def release(self):
+            pass
+
+    source = SequentialSource(Broken(), "file broken.mp4")
+    source.prime()
+    serve(monkeypatch, source)
+    result = runner.invoke(app, ["webcam", "--model", str(model), "--no-display", "--json"])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["end_reason"] == "error: decoder crashed"
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("case", ["parent is a file", "folder with --force"])
+def test_jsonl_into_unwritable_folder_is_an_output_error(model, tmp_path, monkeypatch, case):
+    calls = serve(monkeypatch, StillSource(wide_frame()))
+    if case == "parent is a file":
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        target, extra = tmp_path / "notes.txt" / "out.jsonl", []
+    else:
+        (tmp_path / "results").mkdir()
+        target, extra = tmp_path / "results", ["--force"]
+    result = runner.invoke(
+        app, ["webcam", "--model", str(model), "--no-display", "--jsonl", str(target), *extra]
+    )
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, OSError)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(target) in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    assert calls == []  # refused before the source was opened
+
+
+def test_record_onto_a_folder_is_an_output_error(model, tmp_path, monkeypatch):
+    calls = serve(monkeypatch, StillSource(wide_frame()))
+    (tmp_path / "clip.mp4").mkdir()
+    result = runner.invoke(
+        app,
+        ["webcam", "--model", str(model), "--no-display", "--record", str(tmp_path / "clip.mp4"), "--force"],
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: --record {tmp_path / 'clip.mp4'} is a folder; give a file name inside it"
+    ]
+    assert calls == []
+
+
+def test_crop_for_refuses_a_fit_it_cannot_reproduce():
+    assert crop_for(SimpleNamespace(fit="stretch")) == "none"
+    with pytest.raises(ConfigError, match="letterbox.*--crop center or --crop none"):
+        crop_for(SimpleNamespace(fit="letterbox"))

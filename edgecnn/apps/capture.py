@@ -3,54 +3,48 @@
 Live sources (cameras, streams) are read by a background thread that keeps only the newest frame, so a slow
 model never works on a stale picture: what is shown is at most one frame behind the source. Files are read in
 order, every frame, unless pacing as a live source was asked for. A live source that stops delivering is
-reopened a bounded number of times with backoff; then the run ends cleanly.
+reopened a bounded number of times with backoff; then it reports that it was lost (see ``live``).
+
+This module opens sources; ``live`` holds the threaded readers and ``display`` the window check. Their names
+are importable from here too.
 """
 
 from __future__ import annotations
 
 import glob
-import os
-import queue
 import socket
 import sys
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from edgecnn.apps.display import display_available
+from edgecnn.apps.live import (
+    END_OF_SOURCE,
+    SOURCE_LOST,
+    Frame,
+    FrameSource,
+    LatestFrameSource,
+    SequentialSource,
+)
 from edgecnn.core.errors import SourceError
 
-
-@dataclass
-class Frame:
-    """One frame and when and where it was captured."""
-
-    image: np.ndarray
-    index: int  # 0-based position in the source (frames dropped by the latest-frame policy leave gaps)
-    timestamp: float  # time.monotonic() when the frame was read
-    read_ms: float = 0.0  # time the reader thread spent reading and decoding it
-
-
-class FrameSource(Protocol):
-    """Anything that yields frames: ``read`` returns the next frame or None when the source has ended."""
-
-    live: bool
-    description: str
-    fps: float
-
-    def read(self, timeout: float = 5.0) -> Frame | None: ...
-
-    def close(self) -> None: ...
-
-    @property
-    def dropped(self) -> int: ...
-
-    @property
-    def frames_read(self) -> int: ...
+__all__ = [
+    "END_OF_SOURCE",
+    "SOURCE_LOST",
+    "Capture",
+    "Frame",
+    "FrameSource",
+    "LatestFrameSource",
+    "SequentialSource",
+    "camera_devices",
+    "display_available",
+    "is_sequence_pattern",
+    "is_stream_url",
+    "open_source",
+]
 
 
 def is_stream_url(text: str) -> bool:
@@ -105,222 +99,6 @@ def camera_devices() -> list[str]:
     return sorted(glob.glob("/dev/video*")) if sys.platform.startswith("linux") else []
 
 
-class SequentialSource:
-    """Every frame of a file (or image sequence) in order; optional real-time pacing at the file's frame rate.
-
-    A reader thread decodes the next few frames while the caller works on the current one (a bounded queue:
-    memory stays flat however long the file), so reading a frame costs the caller almost nothing.
-    """
-
-    live = False
-
-    def __init__(self, capture: Capture, description: str, realtime: bool = False, prefetch: int = 4) -> None:
-        self.capture = capture
-        self.description = description
-        self.fps = capture.fps() or 25.0
-        self.realtime = realtime
-        self._index = 0
-        self._start: float | None = None
-        self._dropped = 0
-        self._queue: queue.Queue[tuple[np.ndarray, float] | None] = queue.Queue(maxsize=max(1, prefetch))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._ended = False
-
-    def prime(self) -> None:
-        """Read the first frame now so that an unreadable file fails before the run starts, then start reading ahead."""
-        t = time.perf_counter()
-        first = self.capture.read()
-        if first is None:
-            raise SourceError(
-                f"{self.description} opened but gave no frame (empty, unsupported codec or not a video)"
-            )
-        self._queue.put((first, (time.perf_counter() - t) * 1000))
-        self._thread = threading.Thread(target=self._run, name="edgecnn-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t = time.perf_counter()
-            try:
-                image = self.capture.read()
-            except Exception:  # a backend error ends the file like its last frame
-                image = None
-            item = None if image is None else (image, (time.perf_counter() - t) * 1000)
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item is None:
-                return
-
-    def _next(self, timeout: float) -> tuple[np.ndarray, float] | None:
-        if self._ended:
-            return None
-        try:
-            item = self._queue.get(timeout=max(timeout, 1.0))
-        except queue.Empty:
-            item = None
-        if item is None:
-            self._ended = True
-        return item
-
-    def read(self, timeout: float = 30.0) -> Frame | None:
-        item = self._next(timeout)
-        if item is None:
-            return None
-        image, read_ms = item
-        index = self._index
-        now = time.monotonic()
-        if self.realtime:
-            if self._start is None:
-                self._start = now - index / self.fps
-            due = self._start + index / self.fps
-            if now > due + 1.0 / self.fps:  # behind: skip to the frame a live source would show now
-                for _ in range(int((now - due) * self.fps)):
-                    newer = self._next(timeout)
-                    if newer is None:
-                        break
-                    image, read_ms = newer
-                    index += 1
-                    self._dropped += 1
-            elif due > now:
-                time.sleep(due - now)
-                now = time.monotonic()
-        self._index = index + 1
-        return Frame(image, index, now, read_ms)
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
-
-    @property
-    def frames_read(self) -> int:
-        return self._index
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        self.capture.release()
-
-
-class LatestFrameSource:
-    """Reads a live source in a thread and hands out only the newest frame.
-
-    Args:
-        reader: Returns the next frame (or None on failure); called in the grabber thread.
-        reopen: Called to reconnect after failures; returns a new reader or None.
-        description: For messages.
-        fps: The source's nominal frame rate (0 if unknown).
-        max_retries: Reconnection attempts after the source stops delivering.
-        backoff: First wait between attempts in seconds (doubles each time, at most 5 s).
-    """
-
-    live = True
-
-    def __init__(
-        self,
-        reader: Callable[[], np.ndarray | None],
-        reopen: Callable[[], Callable[[], np.ndarray | None] | None] | None,
-        description: str,
-        fps: float = 0.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
-        on_event: Callable[[str], None] | None = None,
-        release: Callable[[], None] | None = None,
-    ) -> None:
-        self.description = description
-        self.fps = fps
-        self._reader = reader
-        self._reopen = reopen
-        self._max_retries = max_retries
-        self._backoff = backoff
-        self._on_event = on_event or (lambda _m: None)
-        self._release = release
-        self._cond = threading.Condition()
-        self._latest: Frame | None = None
-        self._last_given = -1
-        self._count = 0
-        self._dropped = 0
-        self._ended = False
-        self._stop = False
-        self.retries = 0
-        self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop:
-            t = time.perf_counter()
-            try:
-                image = self._reader()
-            except Exception:  # a backend error is a failed read
-                image = None
-            read_ms = (time.perf_counter() - t) * 1000
-            if image is None:
-                failures += 1
-                if failures > self._max_retries or self._stop:
-                    break
-                self.retries += 1
-                wait = min(5.0, self._backoff * 2 ** (failures - 1))
-                self._on_event(
-                    f"{self.description}: no frame; reconnecting in {wait:.1f} s (attempt {failures}/{self._max_retries})"
-                )
-                time.sleep(wait)
-                if self._reopen is not None:
-                    reader = self._reopen()
-                    if reader is not None:
-                        self._reader = reader
-                continue
-            failures = 0
-            with self._cond:
-                if self._latest is not None and self._latest.index > self._last_given:
-                    self._dropped += 1  # the previous newest frame was never taken: it is stale now
-                self._latest = Frame(image, self._count, time.monotonic(), read_ms)
-                self._count += 1
-                self._cond.notify_all()
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
-
-    def read(self, timeout: float = 5.0) -> Frame | None:
-        """The newest frame not handed out yet; waits for one. None once the source has ended."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self._latest is not None and self._latest.index > self._last_given:
-                    frame = self._latest
-                    self._last_given = frame.index
-                    return frame
-                if self._ended:
-                    return None
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-
-    def newest_index(self) -> int:
-        with self._cond:
-            return self._latest.index if self._latest is not None else -1
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
-
-    @property
-    def frames_read(self) -> int:
-        return self._count
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(timeout=5.0)
-        if self._release is not None:
-            self._release()
-
-
 def open_source(
     camera: int = 0,
     source: str | None = None,
@@ -329,7 +107,8 @@ def open_source(
     realtime: bool | None = None,
     max_retries: int = 3,
     on_event: Callable[[str], None] | None = None,
-) -> Any:
+    backoff: float = 0.5,
+) -> LatestFrameSource | SequentialSource:
     """Open a camera index, a video file, an image-sequence pattern or a stream URL.
 
     Args:
@@ -340,14 +119,15 @@ def open_source(
         realtime: Pace a file like a live source (default: live sources live, files every frame in order).
         max_retries: Reconnection attempts for live sources.
         on_event: Callable taking a line about reconnections.
+        backoff: First wait between reconnection attempts in seconds (doubles each time).
 
     Raises:
         SourceError: The source cannot be opened or gives no first frame; the message says what was tried.
     """
     if source is None:
-        return _open_camera(camera, width, height, max_retries, on_event)
+        return _open_camera(camera, width, height, max_retries, backoff, on_event)
     if is_stream_url(source):
-        return _open_stream(source, max_retries, on_event)
+        return _open_stream(source, max_retries, backoff, on_event)
     path = source[7:] if source.lower().startswith("file://") else source
     if not is_sequence_pattern(path):
         p = Path(path)
@@ -363,12 +143,16 @@ def open_source(
             f"OpenCV cannot open {path} as a video (unsupported container or codec, or not a video)"
         )
     seq = SequentialSource(capture, f"file {path}", realtime=bool(realtime))
-    seq.prime()
+    try:
+        seq.prime()
+    except BaseException:
+        seq.close()
+        raise
     return seq
 
 
 def _open_camera(
-    index: int, width: int | None, height: int | None, max_retries: int, on_event: Any
+    index: int, width: int | None, height: int | None, max_retries: int, backoff: float, on_event: Any
 ) -> LatestFrameSource:
     tried = []
     devices = camera_devices()
@@ -399,11 +183,17 @@ def _open_camera(
             f"camera {index} opened but gave no frame (in use by another program, or no permission)"
         )
     return _live_source(
-        capture, first, lambda: Capture(index, width, height), f"camera {index}", max_retries, on_event
+        capture,
+        first,
+        lambda: Capture(index, width, height),
+        f"camera {index}",
+        max_retries,
+        backoff,
+        on_event,
     )
 
 
-def _open_stream(url: str, max_retries: int, on_event: Any) -> LatestFrameSource:
+def _open_stream(url: str, max_retries: int, backoff: float, on_event: Any) -> LatestFrameSource:
     _check_stream_reachable(url)
     capture = Capture(url)
     if not capture.opened():
@@ -415,7 +205,7 @@ def _open_stream(url: str, max_retries: int, on_event: Any) -> LatestFrameSource
     if first is None:
         capture.release()
         raise SourceError(f"the stream {url} opened but sent no frame")
-    return _live_source(capture, first, lambda: Capture(url), f"stream {url}", max_retries, on_event)
+    return _live_source(capture, first, lambda: Capture(url), f"stream {url}", max_retries, backoff, on_event)
 
 
 def _live_source(
@@ -424,21 +214,29 @@ def _live_source(
     reconnect: Callable[[], Capture],
     description: str,
     max_retries: int,
+    backoff: float,
     on_event: Any,
 ) -> LatestFrameSource:
-    """A latest-frame source over an opened capture whose first frame was already read."""
+    """A latest-frame source over an opened capture whose first frame was already read.
+
+    The source's grabber thread is the only caller of these closures, so the capture they share is read,
+    replaced and released by one thread.
+    """
     pending = [first]
-    box = {"capture": capture}
+    current = [capture]
 
     def reader() -> np.ndarray | None:
         if pending:
             return pending.pop()
-        return box["capture"].read()
+        return current[0].read()
 
     def reopen() -> Callable[[], np.ndarray | None] | None:
-        box["capture"].release()
-        box["capture"] = reconnect()
-        return box["capture"].read if box["capture"].opened() else None
+        current[0].release()
+        current[0] = reconnect()
+        return reader if current[0].opened() else None
+
+    def release() -> None:
+        current[0].release()
 
     return LatestFrameSource(
         reader,
@@ -446,8 +244,9 @@ def _live_source(
         description,
         capture.fps(),
         max_retries,
+        backoff,
         on_event=on_event,
-        release=lambda: box["capture"].release(),
+        release=release,
     )
 
 
@@ -469,63 +268,3 @@ def _check_stream_reachable(url: str, timeout: float = 3.0) -> None:
         raise SourceError(
             f"cannot reach {parsed.hostname}:{port} for {url} ({exc.strerror or exc})"
         ) from None
-
-
-def display_available() -> tuple[bool, str]:
-    """Whether an OpenCV window can be opened here, decided before any window call.
-
-    OpenCV's Qt build aborts the whole process when it cannot reach a display, so the display is checked
-    first: the GUI backend compiled into OpenCV, then (on Linux and BSD) an X11 or Wayland server that answers.
-
-    Returns:
-        (available, reason when not).
-    """
-    import cv2
-
-    info = cv2.getBuildInformation()
-    gui = _gui_backend(info)
-    if gui in ("NONE", ""):
-        return False, "this OpenCV build has no GUI support (opencv-python-headless?)"
-    if sys.platform.startswith(("linux", "freebsd", "openbsd")):
-        wayland = os.environ.get("WAYLAND_DISPLAY")
-        if wayland:
-            runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-            if runtime and Path(runtime, wayland).exists() and os.environ.get("DISPLAY"):
-                return True, ""
-        display = os.environ.get("DISPLAY")
-        if not display:
-            return False, "no display (DISPLAY is not set)"
-        if not _x_server_answers(display):
-            return False, f"the X display {display} does not answer"
-    return True, ""
-
-
-def _gui_backend(build_info: str) -> str:
-    lines = build_info.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith("GUI:"):
-            value = line.split(":", 1)[1].strip()
-            if value:
-                return value.upper()
-            for follow in lines[i + 1 : i + 4]:
-                if ":" in follow and follow.strip():
-                    return follow.split(":", 1)[0].strip().upper()
-    return "UNKNOWN"
-
-
-def _x_server_answers(display: str, timeout: float = 0.5) -> bool:
-    host, _, rest = display.rpartition(":")
-    number = rest.split(".", 1)[0]
-    if not number.isdigit():
-        return False
-    try:
-        if host in ("", "unix"):
-            path = f"/tmp/.X11-unix/X{number}"
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(timeout)
-                s.connect(path)
-            return True
-        with socket.create_connection((host, 6000 + int(number)), timeout=timeout):
-            return True
-    except OSError:
-        return False

@@ -4,6 +4,10 @@ Each frame goes through the stages capture wait, preprocess, inference (every Nt
 and write; each stage is timed so the summary can say where the time goes. The recording is released in a
 ``finally`` block, so it is finalised and playable after the end of the source, ``--max-frames``, ``q`` or
 Ctrl-C.
+
+The loop waits for a frame as long as the source says it may still deliver one (a slow camera, a stream that
+is reconnecting) and ends only when the source says it ended, was lost or failed; the summary's
+``end_reason`` says which, and ``failed`` is true for a lost source or a backend error.
 """
 
 from __future__ import annotations
@@ -22,20 +26,29 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecnn.apps.capture import FrameSource, display_available
+from edgecnn.apps.display import display_available, draw_overlay
+from edgecnn.apps.live import SOURCE_LOST, Frame, FrameSource
+from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ConfigError, OutputError
 from edgecnn.core.imaging import frame_to_input
+from edgecnn.core.stats import percentile
 from edgecnn.runtime.predictor import Predictor
 
 STAGES = ("read", "capture_wait", "preprocess", "inference", "overlay", "display", "write")
 WINDOW = "edgecnn"
+CROPS = ("center", "none")
+#: How each contract ``fit`` mode is reproduced on a frame.
+FIT_TO_CROP = {"stretch": "none"}
+#: Longest single wait for a frame; the loop waits on while the source is alive, keeping the window responsive.
+POLL_SECONDS = 0.1
+QUIT_KEYS = (ord("q"), 27)
 
 
 @dataclass
 class WebcamConfig:
     """Options of one ``webcam`` run (the source is opened by the caller)."""
 
-    crop: str = "center"
+    crop: str | None = None  # None: as the model's contract says (see FIT_TO_CROP)
     top_k: int = 3
     every: int = 1
     smooth: int = 1
@@ -47,7 +60,7 @@ class WebcamConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
-        if self.crop not in ("center", "none"):
+        if self.crop is not None and self.crop not in CROPS:
             raise ConfigError(f"--crop must be center or none, got {self.crop!r}")
         if self.top_k < 1:
             raise ConfigError(f"--top-k must be at least 1, got {self.top_k}")
@@ -57,11 +70,41 @@ class WebcamConfig:
             raise ConfigError(f"--smooth must be at least 1, got {self.smooth}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames must be at least 1, got {self.max_frames}")
-        for path in (self.record, self.jsonl):
-            if path is not None and path.exists() and not self.force:
-                raise OutputError(f"{path} exists; pass --force to overwrite it")
+        for option, path in (("--record", self.record), ("--jsonl", self.jsonl)):
+            if path is not None:
+                _check_output(option, path, self.force)
         if self.record is not None and self.record.suffix.lower() not in (".mp4", ".avi", ".mkv"):
             raise ConfigError(f"--record must end in .mp4, .avi or .mkv, got {self.record}")
+
+
+def _check_output(option: str, path: Path, force: bool) -> None:
+    """Refuse an output file that cannot be written, before any source is opened."""
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder; give a file name inside it")
+    if path.exists() and not force:
+        raise OutputError(f"{path} exists; pass --force to overwrite it")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {option} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {option} {path}: no permission to write in {folder}")
+
+
+def crop_for(spec: InputSpec) -> str:
+    """The crop that gives a frame the fit the model was trained with (its contract's ``input.fit``).
+
+    Raises:
+        ConfigError: The contract names a fit mode this version cannot reproduce on frames.
+    """
+    try:
+        return FIT_TO_CROP[spec.fit]
+    except KeyError:
+        raise ConfigError(
+            f"the model's contract asks for fit {spec.fit!r}, which webcam cannot reproduce; "
+            f"pass --crop {' or --crop '.join(CROPS)}"
+        ) from None
 
 
 @dataclass
@@ -87,6 +130,11 @@ class WebcamSummary:
     @property
     def fps(self) -> float:
         return self.frames_shown / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def failed(self) -> bool:
+        """The run ended because the source was lost or its backend failed."""
+        return self.end_reason == SOURCE_LOST or self.end_reason.startswith("error:")
 
     def stage_stats(self) -> dict[str, dict[str, float | None]]:
         return {name: _stats(values) for name, values in self.stages.items()}
@@ -115,9 +163,8 @@ class WebcamSummary:
 def _stats(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"median": None, "p95": None, "count": 0}
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return {"median": round(statistics.median(ordered), 4), "p95": round(p95, 4), "count": len(ordered)}
+    p95 = percentile(values, 95)
+    return {"median": round(statistics.median(values), 4), "p95": round(p95, 4), "count": len(values)}
 
 
 class Smoother:
@@ -129,56 +176,6 @@ class Smoother:
     def add(self, probs: np.ndarray) -> np.ndarray:
         self.window.append(probs)
         return np.mean(np.stack(self.window), axis=0)
-
-
-def draw_overlay(
-    frame: np.ndarray,
-    top: list[tuple[str, float]],
-    fps: float,
-    latency_ms: float,
-    provider: str,
-    paused: bool = False,
-) -> None:
-    """Draw top-k labels with confidence bars, FPS, model latency and provider onto ``frame`` (in place)."""
-    h, w = frame.shape[:2]
-    scale = max(0.4, min(1.0, w / 960))
-    line = int(28 * scale) + 4
-    panel_h = line * (len(top) + 1) + 10
-    panel_w = min(w, int(360 * scale) + 20)
-    roi = frame[0:panel_h, 0:panel_w]
-    roi[:] = (roi * 0.45).astype(
-        np.uint8
-    )  # darken under the text, cheaper than addWeighted on the whole frame
-    bar_max = panel_w - int(190 * scale) - 10
-    for i, (label, p) in enumerate(top):
-        y = 8 + line * (i + 1)
-        colour = (80, 220, 80) if i == 0 else (200, 200, 200)
-        cv2.putText(
-            frame, f"{label[:14]}", (8, y - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, colour, 1, cv2.LINE_AA
-        )
-        x0 = int(140 * scale)
-        cv2.rectangle(frame, (x0, y - line + 8), (x0 + max(1, int(bar_max * p)), y - 6), colour, -1)
-        cv2.putText(
-            frame,
-            f"{p * 100:.0f}%",
-            (x0 + bar_max + 6, y - 6),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5 * scale,
-            colour,
-            1,
-            cv2.LINE_AA,
-        )
-    status = f"{fps:.1f} FPS  model {latency_ms:.1f} ms  {provider}" + ("  PAUSED" if paused else "")
-    cv2.putText(
-        frame,
-        status,
-        (8, panel_h - 6),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.5 * scale,
-        (255, 255, 255),
-        1,
-        cv2.LINE_AA,
-    )
 
 
 class _Recorder:
@@ -207,13 +204,19 @@ def run_webcam(
     config: WebcamConfig,
     on_event: Callable[[str], None] | None = None,
 ) -> WebcamSummary:
-    """Classify frames from ``source`` until it ends, ``max_frames``, a quit key or Ctrl-C.
+    """Classify frames from ``source`` until it ends, is lost or fails, ``max_frames``, a quit key or Ctrl-C.
+
+    The source is closed on return; ``end_reason`` in the summary says why the run ended.
 
     Args:
         source: An opened frame source (see ``capture.open_source``).
         predictor: The model.
         config: Overlay, recording, pacing and display options.
         on_event: Callable taking a line of status text (headless notice, reconnections).
+
+    Raises:
+        OutputError: The --jsonl file cannot be written.
+        ConfigError: The model's contract asks for a fit this version cannot reproduce and no --crop was given.
     """
     say = on_event or (lambda _m: None)
     summary = WebcamSummary(source=source.description, provider=predictor.provider)
@@ -230,10 +233,6 @@ def run_webcam(
     smoother = Smoother(config.smooth)
     recorder: _Recorder | None = None
     jsonl = None
-    if config.jsonl is not None:
-        config.jsonl.parent.mkdir(parents=True, exist_ok=True)
-        jsonl = open(config.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed in finally
-        summary.jsonl = str(config.jsonl)
     top: list[tuple[str, float]] = []
     latency_ms = 0.0
     paused = False
@@ -241,15 +240,19 @@ def run_webcam(
     start = time.perf_counter()
     window_open = False
     try:
+        crop = config.crop or crop_for(spec)
+        if config.jsonl is not None:
+            jsonl = _open_jsonl(config.jsonl)
+            summary.jsonl = str(config.jsonl)
         while True:
             if config.max_frames is not None and summary.frames_shown >= config.max_frames:
                 summary.end_reason = "max frames"
                 break
             t0 = time.perf_counter()
-            frame = source.read()
+            frame, end = _next_frame(source, window_open)
             t1 = time.perf_counter()
             if frame is None:
-                summary.end_reason = "end of source"
+                summary.end_reason = end
                 break
             summary.stages["capture_wait"].append((t1 - t0) * 1000)
             summary.stages["read"].append(frame.read_ms)
@@ -257,7 +260,7 @@ def run_webcam(
             classify_now = summary.frames_shown % config.every == 0 and not paused
             pre_ms = inf_ms = 0.0
             if classify_now:
-                x = frame_to_input(image, spec, crop=config.crop)
+                x = frame_to_input(image, spec, crop=crop)
                 t2 = time.perf_counter()
                 pre_ms = (t2 - t1) * 1000
                 probs = predictor.predict_batch(x[None].astype(np.float32))[0]
@@ -312,7 +315,7 @@ def run_webcam(
             # preprocessing, smoothing, top-k, the JSONL line and the overlay.
             summary.overhead_ms.append((t5 - t1) * 1000 - inf_ms)
             summary.frames_shown += 1
-            if key in (ord("q"), 27):
+            if key in QUIT_KEYS:
                 summary.end_reason = "quit key"
                 break
             if key == ord(" "):
@@ -340,6 +343,27 @@ def run_webcam(
             cv2.destroyAllWindows()
             cv2.waitKey(1)
     return summary
+
+
+def _next_frame(source: FrameSource, window_open: bool) -> tuple[Frame | None, str]:
+    """The next frame, waiting as long as the source may still deliver one; else (None, why the run ends)."""
+    while True:
+        frame = source.read(POLL_SECONDS)
+        if frame is not None:
+            return frame, ""
+        reason = source.end_reason
+        if reason is not None:
+            return None, reason
+        if window_open and (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:
+            return None, "quit key"
+
+
+def _open_jsonl(path: Path) -> Any:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by the caller's finally
+    except OSError as exc:
+        raise OutputError(f"cannot write --jsonl {path}: {exc.strerror or exc}") from None
 
 
 def _to_bgr(image: np.ndarray) -> np.ndarray:

@@ -112,11 +112,12 @@ def webcam(
     width: Annotated[int | None, typer.Option(help="Capture width to request from the camera.")] = None,
     height: Annotated[int | None, typer.Option(help="Capture height to request from the camera.")] = None,
     crop: Annotated[
-        Crop,
+        Crop | None,
         typer.Option(
-            help="How a non-square frame meets a square model input: center crop, or none (stretch)."
+            help="How a non-square frame meets the model input: center crop, or none (stretch) "
+            "[default: the fit the model was trained with, from its contract]."
         ),
-    ] = Crop.CENTER,
+    ] = None,
     top_k: Annotated[int, typer.Option(help="Labels shown on the overlay.")] = 3,
     every: Annotated[
         int, typer.Option(help="Classify every Nth frame; the overlay keeps the last result.")
@@ -152,7 +153,7 @@ def webcam(
     from edgecnn.apps.webcam import WebcamConfig, format_summary, run_webcam
 
     config = WebcamConfig(
-        crop=crop.value,
+        crop=None if crop is None else crop.value,
         top_k=top_k,
         every=every,
         smooth=smooth,
@@ -181,3 +182,5 @@ def webcam(
         out.print_json(json.dumps(summary.to_dict()))
     if summary.end_reason == "interrupted":
         raise typer.Exit(code=130)
+    if summary.failed:  # the live source was lost or its backend failed
+        raise typer.Exit(code=1)
