@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -50,3 +51,30 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> Pa
         )
     )
     return run
+
+
+class LogLines(logging.Handler):
+    """Collects the library's progress lines (the ``edgecnn`` logger) while attached; optionally calls back."""
+
+    def __init__(self, callback=None) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if self.callback is not None:
+            self.callback(record.getMessage())
+
+
+@pytest.fixture()
+def log_lines():
+    """The ``edgecnn`` logger's lines during the test (a list that fills as they come)."""
+    handler = LogLines()
+    logger = logging.getLogger("edgecnn")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -4,11 +4,13 @@ Times are the real ones scaled by 1/10: a 0.5 s read timeout stands for the 5 s 
 for 0.5 s, a 0.1 s reopen for OpenCV's reopen of a stream.
 """
 
+import logging
 import threading
 import time
 
 import numpy as np
 import pytest
+from conftest import LogLines
 from onnxmodels import mean_colour_model
 
 from edgecnn.apps import capture
@@ -108,20 +110,17 @@ def test_slow_camera_below_the_read_timeout_rate_does_not_end_the_run(predictor)
     assert not summary.failed
 
 
-def test_retries_are_all_used_then_the_run_ends_with_source_lost(predictor):
+def test_retries_are_all_used_then_the_run_ends_with_source_lost(predictor, log_lines):
     stream = FakeStream(good=3, stalled_reopens=None)
-    events = []
-    source = LatestFrameSource(
-        stream.read, stream.reopen, "fake stream", max_retries=3, backoff=BACKOFF, on_event=events.append
-    )
+    source = LatestFrameSource(stream.read, stream.reopen, "fake stream", max_retries=3, backoff=BACKOFF)
     summary = run_webcam(with_read_timeout(source, READ_TIMEOUT), predictor, WebcamConfig(display=False))
     assert summary.end_reason == "source lost" and summary.failed
     assert stream.reopens == 3 and source.retries == 3
-    assert [e for e in events if "reconnecting" in e][-1].endswith("(attempt 3/3)")
-    assert "giving up" in events[-1]
+    assert [e for e in log_lines if "reconnecting" in e][-1].endswith("(attempt 3/3)")
+    assert "giving up" in log_lines[-1]
 
 
-def test_backoff_is_injectable_through_open_source(monkeypatch):
+def test_backoff_is_injectable_through_open_source(monkeypatch, log_lines):
     made = []
 
     class FakeCapture:
@@ -144,15 +143,14 @@ def test_backoff_is_injectable_through_open_source(monkeypatch):
             pass
 
     monkeypatch.setattr(capture, "Capture", FakeCapture)
-    events = []
     started = time.monotonic()
-    source = open_source(source="udp://fake-host/stream", max_retries=2, backoff=0.02, on_event=events.append)
+    source = open_source(source="udp://fake-host/stream", max_retries=2, backoff=0.02)
     try:
         assert source.read(timeout=2.0) is not None
         assert wait_for(lambda: source.end_reason is not None)
         assert source.end_reason == "source lost"
         assert time.monotonic() - started < 1.0  # the default backoff would wait 0.5 + 1 s
-        assert [e for e in events if "reconnecting in 0.0 s" in e]
+        assert [e for e in log_lines if "reconnecting in 0.0 s" in e]
     finally:
         source.close()
 
@@ -213,16 +211,19 @@ def test_close_returns_promptly_during_a_backoff():
     camera = FakeStream(good=1, stalled_reopens=None)
     released = threading.Event()
     reconnecting = threading.Event()
+    handler = LogLines(callback=lambda _m: reconnecting.set())
+    logging.getLogger("edgecnn").addHandler(handler)
+    logging.getLogger("edgecnn").setLevel(logging.INFO)
     source = LatestFrameSource(
         camera.read,
         camera.reopen,
         "fake camera",
         max_retries=3,
         backoff=3.0,
-        on_event=lambda _m: reconnecting.set(),
         release=released.set,
     )
     assert reconnecting.wait(3)
+    logging.getLogger("edgecnn").removeHandler(handler)
     started = time.monotonic()
     source.close()
     assert time.monotonic() - started < 1.0  # not the 3 s backoff
@@ -295,12 +296,9 @@ def test_reader_error_ends_a_file_run_with_an_error(predictor):
     assert summary.frames_shown == 3 and cap.released == 1
 
 
-def test_reader_error_ends_a_live_run_with_an_error_after_the_retries(predictor):
+def test_reader_error_ends_a_live_run_with_an_error_after_the_retries(predictor, log_lines):
     cap = FailingCapture(frames=2)
-    events = []
-    source = LatestFrameSource(
-        cap.read, lambda: cap.read, "fake camera", max_retries=2, backoff=0.01, on_event=events.append
-    )
+    source = LatestFrameSource(cap.read, lambda: cap.read, "fake camera", max_retries=2, backoff=0.01)
     summary = run_webcam(source, predictor, WebcamConfig(display=False))
     assert summary.end_reason == "error: decoder crashed" and summary.failed
-    assert source.retries == 2 and "read failed (decoder crashed)" in events[0]
+    assert source.retries == 2 and "read failed (decoder crashed)" in log_lines[0]

@@ -258,18 +258,15 @@ def test_latest_frame_policy_with_slow_model_and_fast_camera(model):
     assert summary.frames_dropped > 15  # the camera made many frames the slow model never saw
 
 
-def test_mid_stream_failure_retries_then_reports_the_source_lost(model, tmp_path):
+def test_mid_stream_failure_retries_then_reports_the_source_lost(model, tmp_path, log_lines):
     camera = FakeCamera(interval=0.001, fail_after=5)
-    events = []
-    source = LatestFrameSource(
-        camera.read, lambda: None, "fake camera", max_retries=2, backoff=0.01, on_event=events.append
-    )
+    source = LatestFrameSource(camera.read, lambda: None, "fake camera", max_retries=2, backoff=0.01)
     summary = run_webcam(
         source, Predictor(model, provider="cpu"), WebcamConfig(display=False, record=tmp_path / "r.mp4")
     )
     assert summary.end_reason == "source lost" and summary.failed
-    assert source.retries == 2 and len(events) == 3 and "reconnecting" in events[0]
-    assert "giving up" in events[-1]
+    assert source.retries == 2 and len(log_lines) == 3 and "reconnecting" in log_lines[0]
+    assert "giving up" in log_lines[-1]
     assert 1 <= summary.frames_shown <= 5
     assert frame_count(tmp_path / "r.mp4") == summary.frames_shown
 

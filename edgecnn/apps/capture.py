@@ -16,7 +16,6 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -106,7 +105,6 @@ def open_source(
     height: int | None = None,
     realtime: bool | None = None,
     max_retries: int = 3,
-    on_event: Callable[[str], None] | None = None,
     backoff: float = 0.5,
 ) -> LatestFrameSource | SequentialSource:
     """Open a camera index, a video file, an image-sequence pattern or a stream URL.
@@ -118,16 +116,15 @@ def open_source(
         height: Capture height to request from a camera.
         realtime: Pace a file like a live source (default: live sources live, files every frame in order).
         max_retries: Reconnection attempts for live sources.
-        on_event: Callable taking a line about reconnections.
         backoff: First wait between reconnection attempts in seconds (doubles each time).
 
     Raises:
         SourceError: The source cannot be opened or gives no first frame; the message says what was tried.
     """
     if source is None:
-        return _open_camera(camera, width, height, max_retries, backoff, on_event)
+        return _open_camera(camera, width, height, max_retries, backoff)
     if is_stream_url(source):
-        return _open_stream(source, max_retries, backoff, on_event)
+        return _open_stream(source, max_retries, backoff)
     path = source[7:] if source.lower().startswith("file://") else source
     if not is_sequence_pattern(path):
         p = Path(path)
@@ -152,7 +149,7 @@ def open_source(
 
 
 def _open_camera(
-    index: int, width: int | None, height: int | None, max_retries: int, backoff: float, on_event: Any
+    index: int, width: int | None, height: int | None, max_retries: int, backoff: float
 ) -> LatestFrameSource:
     tried = []
     devices = camera_devices()
@@ -189,11 +186,10 @@ def _open_camera(
         f"camera {index}",
         max_retries,
         backoff,
-        on_event,
     )
 
 
-def _open_stream(url: str, max_retries: int, backoff: float, on_event: Any) -> LatestFrameSource:
+def _open_stream(url: str, max_retries: int, backoff: float) -> LatestFrameSource:
     _check_stream_reachable(url)
     capture = Capture(url)
     if not capture.opened():
@@ -205,7 +201,7 @@ def _open_stream(url: str, max_retries: int, backoff: float, on_event: Any) -> L
     if first is None:
         capture.release()
         raise SourceError(f"the stream {url} opened but sent no frame")
-    return _live_source(capture, first, lambda: Capture(url), f"stream {url}", max_retries, backoff, on_event)
+    return _live_source(capture, first, lambda: Capture(url), f"stream {url}", max_retries, backoff)
 
 
 def _live_source(
@@ -215,7 +211,6 @@ def _live_source(
     description: str,
     max_retries: int,
     backoff: float,
-    on_event: Any,
 ) -> LatestFrameSource:
     """A latest-frame source over an opened capture whose first frame was already read.
 
@@ -245,7 +240,6 @@ def _live_source(
         capture.fps(),
         max_retries,
         backoff,
-        on_event=on_event,
         release=release,
     )
 

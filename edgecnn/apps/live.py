@@ -11,6 +11,7 @@ released while a read or a reopen is in flight, and one created by a reopen duri
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -21,6 +22,8 @@ from typing import Protocol
 import numpy as np
 
 from edgecnn.core.errors import SourceError
+
+logger = logging.getLogger(__name__)
 
 END_OF_SOURCE = "end of source"
 SOURCE_LOST = "source lost"
@@ -236,7 +239,6 @@ class LatestFrameSource:
         fps: The source's nominal frame rate (0 if unknown).
         max_retries: Reconnection attempts after the source stops delivering.
         backoff: First wait between attempts in seconds.
-        on_event: Callable taking a line about reconnections.
         release: Frees the capture; called once, by the grabber thread after its last read or reopen.
     """
 
@@ -250,7 +252,6 @@ class LatestFrameSource:
         fps: float = 0.0,
         max_retries: int = 3,
         backoff: float = 0.5,
-        on_event: Callable[[str], None] | None = None,
         release: Callable[[], None] | None = None,
     ) -> None:
         self.description = description
@@ -261,7 +262,6 @@ class LatestFrameSource:
         self._reopen = reopen
         self._max_retries = max_retries
         self._backoff = backoff
-        self._on_event = on_event or (lambda _m: None)
         self._release = release
         self._cond = threading.Condition()
         self._latest: Frame | None = None
@@ -309,7 +309,7 @@ class LatestFrameSource:
                 self.retries += 1
                 wait = min(MAX_BACKOFF, self._backoff * 2 ** (failures - 1))
                 what = "no frame" if error is None else f"read failed ({error_message(error)})"
-                self._on_event(
+                logger.info(
                     f"{self.description}: {what}; reconnecting in {wait:.1f} s "
                     f"(attempt {failures}/{self._max_retries})"
                 )
@@ -332,9 +332,9 @@ class LatestFrameSource:
         attempts = f"after {self._max_retries} reconnection attempt{'s' if self._max_retries != 1 else ''}"
         if error is not None:
             self.error = error
-            self._on_event(f"{self.description}: {error_message(error)}; giving up {attempts}")
+            logger.info(f"{self.description}: {error_message(error)}; giving up {attempts}")
             return f"error: {error_message(error)}"
-        self._on_event(f"{self.description}: no frame; giving up {attempts}")
+        logger.info(f"{self.description}: no frame; giving up {attempts}")
         return SOURCE_LOST
 
     def _publish(self, image: np.ndarray, read_ms: float) -> None:

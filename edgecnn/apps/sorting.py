@@ -145,4 +145,6 @@ def _remove_source(source: Path, landed: Path) -> None:
         source.unlink()
     except OSError as exc:
         landed.unlink(missing_ok=True)
-        raise OSError(exc.errno, f"cannot move (the source cannot be removed: {exc.strerror or exc})") from None
+        raise OSError(
+            exc.errno, f"cannot move (the source cannot be removed: {exc.strerror or exc})"
+        ) from None

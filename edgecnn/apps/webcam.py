@@ -13,11 +13,11 @@ is reconnecting) and ends only when the source says it ended, was lost or failed
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +33,8 @@ from edgecnn.core.errors import ConfigError, OutputError
 from edgecnn.core.imaging import frame_to_input
 from edgecnn.core.stats import percentile
 from edgecnn.runtime.predictor import Predictor
+
+logger = logging.getLogger(__name__)
 
 STAGES = ("read", "capture_wait", "preprocess", "inference", "overlay", "display", "write")
 WINDOW = "edgecnn"
@@ -202,7 +204,6 @@ def run_webcam(
     source: FrameSource,
     predictor: Predictor,
     config: WebcamConfig,
-    on_event: Callable[[str], None] | None = None,
 ) -> WebcamSummary:
     """Classify frames from ``source`` until it ends, is lost or fails, ``max_frames``, a quit key or Ctrl-C.
 
@@ -212,13 +213,12 @@ def run_webcam(
         source: An opened frame source (see ``capture.open_source``).
         predictor: The model.
         config: Overlay, recording, pacing and display options.
-        on_event: Callable taking a line of status text (headless notice, reconnections).
 
     Raises:
         OutputError: The --jsonl file cannot be written.
         ConfigError: The model's contract asks for a fit this version cannot reproduce and no --crop was given.
     """
-    say = on_event or (lambda _m: None)
+    say = logger.info
     summary = WebcamSummary(source=source.description, provider=predictor.provider)
     display = config.display
     if display:

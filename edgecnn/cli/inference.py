@@ -152,17 +152,7 @@ def webcam(
     from edgecnn.apps.capture import open_source
     from edgecnn.apps.webcam import WebcamConfig, format_summary, run_webcam
 
-    config = WebcamConfig(
-        crop=None if crop is None else crop.value,
-        top_k=top_k,
-        every=every,
-        smooth=smooth,
-        display=not no_display,
-        record=record,
-        jsonl=jsonl,
-        max_frames=max_frames,
-        force=force,
-    )
+    config = config_from(WebcamConfig, locals(), display=not no_display)
     predictor = open_predictor(model, provider, fallback, threads)
     frames = open_source(
         camera=camera,
@@ -171,12 +161,11 @@ def webcam(
         height=height,
         realtime=realtime,
         max_retries=retries,
-        on_event=say,
     )
     say(
         f"source: {frames.description} ({'live: newest frame only' if frames.live else 'every frame in order'}); q or Esc quits, space pauses, s saves a snapshot"
     )
-    summary = run_webcam(frames, predictor, config, on_event=say)
+    summary = run_webcam(frames, predictor, config)
     say(format_summary(summary))
     if as_json:
         out.print_json(json.dumps(summary.to_dict()))
