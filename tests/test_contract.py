@@ -1,7 +1,12 @@
 import json
+import time
 
+import onnx
 import pytest
+from onnxmodels import mean_colour_model
+from typer.testing import CliRunner
 
+from edgecnn.cli import app
 from edgecnn.core.contract import (
     METADATA_KEY,
     PREPROCESS_VERSION,
@@ -18,8 +23,34 @@ def make_contract(**changes):
     return base.with_updates(**changes) if changes else base
 
 
+# The nested blocks exactly as export (convert.py) and int8 export (quantize.py) write them.
+SOURCE = {
+    "model_file": "model.keras",
+    "model_sha256": "5" * 64,
+    "created": "2026-11-23T12:28:49+00:00",
+    "exporter": "edgecnn 0.1.0 (tf2onnx.convert.from_function)",
+    "opset": 17,
+}
+QUANTIZATION = {
+    "format": "QDQ",
+    "weights": "int8",
+    "activations": "int8",
+    "per_channel": True,
+    "calibration_method": "minmax",
+    "calibration_images": 300,
+    "calibration_source": "training images of the run (data)",
+    "tool": "onnxruntime.quantization 1.20.0",
+    "fp32_accuracy": 0.93,
+    "int8_accuracy": None,
+    "top1_agreement": 1.0,
+    "eval_images": 300,
+    "fp32_sha256": "8" * 64,
+}
+TRAINING = {"val_accuracy": 0.9, "val_images": 30, "dataset": "data", "epochs_run": 3, "best_epoch": None}
+
+
 def test_round_trip_through_json():
-    contract = make_contract(quantization={"method": "minmax", "per_channel": True})
+    contract = make_contract(quantization=QUANTIZATION, source=SOURCE, training=TRAINING)
     again = ModelContract.from_json(contract.to_json())
     assert again == contract
     assert again.to_dict()["schema"] == SCHEMA
@@ -48,8 +79,8 @@ def test_metadata_key_round_trip():
     [
         (lambda d: d.pop("schema"), "no schema"),
         (lambda d: d.update(schema="edgecnn.contract/99"), "unknown contract schema"),
-        (lambda d: d.update(labels=["only"]), "at least two labels"),
-        (lambda d: d.update(labels=["a", "a"]), "not unique"),
+        (lambda d: d.update(labels=["only"]), "labels: expected a list of 2 to 100000 unique strings"),
+        (lambda d: d.update(labels=["a", "a"]), "'a' more than once"),
         (lambda d: d.update(labels=["a", 3]), "non-empty string"),
         (lambda d: d.update(labels="ab"), "labels"),
         (lambda d: d.update(labels=["a", "b\x00"]), "control characters"),
@@ -63,11 +94,11 @@ def test_metadata_key_round_trip():
         (lambda d: d["input"].update(preprocess_version=PREPROCESS_VERSION + 1), "preprocessing version"),
         (lambda d: d["input"].pop("width"), "lacks width"),
         (lambda d: d["input"].update(extra=1), "unknown fields"),
-        (lambda d: d.update(input=[1, 2]), "input block"),
+        (lambda d: d.update(input=[1, 2]), "input: expected an object"),
         (lambda d: d.update(surprise=True), "unknown fields"),
         (lambda d: d.update(training="fast"), "training"),
         (lambda d: d.update(quantization=[1]), "quantization"),
-        (lambda d: d.update(output_activation="sigmoid"), "output activation"),
+        (lambda d: d.update(output_activation="sigmoid"), "output_activation: expected 'softmax'"),
     ],
 )
 def test_malformed_contracts_are_refused_clearly(mutate, message):
@@ -91,3 +122,163 @@ def test_malformed_contracts_are_refused_clearly(mutate, message):
 def test_non_json_metadata_is_refused_clearly(text, message):
     with pytest.raises(ContractError, match=message):
         ModelContract.from_json(text)
+
+
+def write_model_with_contract(path, mutate):
+    """The mean-colour test model with its contract JSON changed by ``mutate`` (written without checks)."""
+    model = onnx.load(str(mean_colour_model(path)))
+    entry = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    data = json.loads(entry.value)
+    mutate(data)
+    entry.value = json.dumps(data)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_info_on_malformed_nested_contract_fields_says_what_is_wrong(tmp_path):
+    def mutate(data):
+        data["training"] = {"val_accuracy": 0.9, "val_images": 30}
+        data["quantization"] = {
+            "format": "QDQ",
+            "calibration_images": "x",
+            "fp32_accuracy": "high",
+            "int8_accuracy": 0.9,
+        }
+
+    path = write_model_with_contract(tmp_path / "bad.onnx", mutate)
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 2, result.output or repr(result.exception)
+    assert result.stderr.strip() == (
+        "error: contract field quantization.calibration_images: expected an integer >= 1, got 'x'"
+    )
+    assert "Traceback" not in result.output
+
+
+def test_value_range_other_than_pixels_is_refused(tmp_path):
+    data = make_contract().to_dict()
+    data["input"]["value_range"] = [0.0, 1.0]
+    with pytest.raises(ContractError, match=r"input\.value_range: expected \[0, 255\].*got \[0\.0, 1\.0\]"):
+        ModelContract.from_json(json.dumps(data))
+    with pytest.raises(ContractError, match="value_range"):
+        InputSpec(height=8, width=8, value_range=(-1.0, 1.0))
+    path = write_model_with_contract(tmp_path / "m.onnx", lambda d: d["input"].update(value_range=[0, 1]))
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 2 and "input.value_range: expected [0, 255]" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda d: d["training"].update(val_accuracy=93.3),
+            "training.val_accuracy: expected a number from 0 to 1 or null, got 93.3",
+        ),
+        (lambda d: d["training"].update(val_accuracy="high"), "training.val_accuracy: expected a number"),
+        (
+            lambda d: d["training"].update(epochs_run=-1),
+            "training.epochs_run: expected an integer >= 0, got -1",
+        ),
+        (
+            lambda d: d["quantization"].update(calibration_images=0),
+            "quantization.calibration_images: expected an integer >= 1, got 0",
+        ),
+        (
+            lambda d: d["quantization"].update(per_channel="yes"),
+            "quantization.per_channel: expected true or false, got 'yes'",
+        ),
+        (
+            lambda d: d["quantization"].update(format="QOperator"),
+            "quantization.format: expected 'QDQ', got 'QOperator'",
+        ),
+        (
+            lambda d: d["quantization"].update(top1_agreement=True),
+            "quantization.top1_agreement: expected a number",
+        ),
+        (
+            lambda d: d["quantization"].update(fp32_sha256="abc"),
+            r"quantization.fp32_sha256: expected a string \(64 lowercase hex digits\)",
+        ),
+        (lambda d: d["source"].update(opset="17"), "source.opset: expected an integer >= 1, got '17'"),
+        (
+            lambda d: d["input"].update(height=64.0),
+            "input.height: expected an integer from 1 to 4096, got 64.0",
+        ),
+        (
+            lambda d: d["input"].update(channels=1),
+            r"input.color_order: expected 'GRAY' \(the colour order of 1-channel input\), got 'RGB'",
+        ),
+        (lambda d: d["input"].update(value_range=[0, 255, 0]), r"input.value_range: expected \[0, 255\]"),
+        (
+            lambda d: d.update(labels=["a", "b", "a"] + [f"l{i}" for i in range(100)]),
+            "labels: .*got 'a' more than once",
+        ),
+        (lambda d: d.update(labels=["a", "b\ud800"]), r"labels\[1\] is not valid Unicode"),
+        (
+            lambda d: d.update(surprise=1),
+            "the contract has unknown fields: surprise; this edgecnn knows schema, labels",
+        ),
+        (lambda d: d.pop("labels"), "the contract lacks labels"),
+    ],
+)
+def test_malformed_fields_are_named_by_their_json_path(mutate, message):
+    data = make_contract(
+        quantization=dict(QUANTIZATION), source=dict(SOURCE), training=dict(TRAINING)
+    ).to_dict()
+    mutate(data)
+    with pytest.raises(ContractError, match=message) as info:
+        ModelContract.from_json(json.dumps(data))
+    assert "\n" not in str(info.value)
+
+
+def test_provenance_blocks_may_carry_more_fields_than_edgecnn_writes():
+    data = make_contract(
+        quantization={**QUANTIZATION, "note": "by hand"}, training={"val_accuracy": 1}
+    ).to_dict()
+    assert ModelContract.from_dict(data).quantization["note"] == "by hand"
+
+
+def test_contracts_built_in_python_are_checked_too():
+    with pytest.raises(ContractError, match="training.val_accuracy: expected a number from 0 to 1"):
+        make_contract(training={"val_accuracy": 1.5})
+    with pytest.raises(ContractError, match="labels: expected a list"):
+        ModelContract(labels="ab", input=InputSpec.square(8))
+    with pytest.raises(ContractError, match="input.height: expected an integer from 1 to 4096, got 0"):
+        InputSpec(height=0, width=8)
+
+
+def test_schema_file_is_valid_and_agrees_with_the_code():
+    from importlib.resources import files
+
+    from jsonschema import Draft202012Validator
+
+    from edgecnn.core import contract as c
+    from edgecnn.export.quantize import METHODS
+
+    schema = json.loads((files("edgecnn.core") / "contract.schema.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    spec, labels = schema["$defs"]["input"]["properties"], schema["properties"]["labels"]
+    assert schema["properties"]["schema"]["const"] == c.SCHEMA
+    assert spec["preprocess_version"]["const"] == c.PREPROCESS_VERSION
+    assert (spec["height"]["maximum"], spec["width"]["maximum"]) == (c.MAX_SIDE, c.MAX_SIDE)
+    assert sorted(spec["channels"]["enum"]) == sorted(c.COLOR_ORDERS)
+    assert (tuple(spec["resize"]["enum"]), tuple(spec["fit"]["enum"]), tuple(spec["alpha"]["enum"])) == (
+        c.RESIZE_METHODS,
+        c.FIT_MODES,
+        c.ALPHA_MODES,
+    )
+    assert (labels["maxItems"], labels["items"]["maxLength"]) == (c.MAX_LABELS, c.MAX_LABEL_LENGTH)
+    assert tuple(schema["$defs"]["quantization"]["properties"]["calibration_method"]["enum"]) == METHODS
+    assert set(schema["$defs"]["input"]["properties"]) == set(InputSpec.__dataclass_fields__)
+    assert set(schema["properties"]) == set(ModelContract.__dataclass_fields__)
+    assert Draft202012Validator(schema).is_valid(
+        make_contract(quantization=QUANTIZATION, source=SOURCE).to_dict()
+    )
+
+
+def test_reading_a_contract_takes_well_under_5_ms():
+    text = make_contract(quantization=QUANTIZATION, source=SOURCE, training=TRAINING).to_json()
+    ModelContract.from_json(text)  # the first read imports jsonschema and builds the validator
+    start = time.perf_counter()
+    for _ in range(50):
+        ModelContract.from_json(text)
+    assert (time.perf_counter() - start) / 50 < 0.005

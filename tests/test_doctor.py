@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from edgecnn.tools import doctor
-from edgecnn.tools.doctor import SCHEMA, build_field, elf_needed, format_doctor, run_doctor
+from edgecnn.tools import doctor, doctor_gpu, doctor_opencv
+from edgecnn.tools.doctor import (
+    SCHEMA,
+    build_field,
+    format_doctor,
+    load_library,
+    missing_dependencies,
+    missing_library,
+    run_doctor,
+)
 
 SECTIONS = ("python", "versions", "onnxruntime", "cuda", "nvidia", "providers", "opencv", "cameras", "cpu")
 
@@ -68,7 +76,9 @@ def test_cameras_that_do_not_exist_are_reported_not_raised(report: dict):
     cameras = report["cameras"]
     assert cameras["probed"] == [0]
     result = cameras["results"][0]
-    assert result["opened"] or result["error"]
+    assert result["opened"] != bool(result["error"]), result
+    if sys.platform.startswith("linux") and not Path("/dev/video0").exists():
+        assert result == {"index": 0, "opened": False, "backend": None, "error": "no /dev/video0 device"}
 
 
 def test_two_runtimes_give_the_clash_message_and_no_import(monkeypatch: pytest.MonkeyPatch):
@@ -114,14 +124,58 @@ def test_build_field_reads_the_gui_backend():
     assert build_field("nothing here", "GUI") is None
 
 
-def test_elf_needed_reads_shared_library_dependencies(tmp_path: Path):
-    not_elf = tmp_path / "x.so"
-    not_elf.write_bytes(b"not an ELF file at all")
-    assert elf_needed(not_elf) == []
-    python_needs = elf_needed(sys.executable)
-    assert isinstance(python_needs, list)
-    if sys.platform.startswith("linux"):
-        assert any(name.startswith("libc.so") for name in python_needs)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the loader messages are glibc's")
+def test_a_failed_load_names_the_missing_library(tmp_path: Path):
+    absent = load_library("libedgecnn-absent.so.7")
+    assert absent["found"] is False and absent["where"] is None
+    assert absent["error"].startswith("libedgecnn-absent.so.7: cannot open shared object file")
+    assert missing_library(absent["error"]) == "libedgecnn-absent.so.7"
+    not_a_library = tmp_path / "libfake.so"
+    not_a_library.write_bytes(b"not an ELF file at all")
+    broken = load_library(str(not_a_library))
+    assert broken["found"] is False and str(not_a_library) in broken["error"]
+    assert missing_library(broken["error"]) is None
+    assert missing_dependencies(not_a_library) == []
+
+
+class FakeLoader:
+    """Stands in for ctypes.CDLL: each library needs at most one other, found by name once loaded."""
+
+    needs = {"libprovider.so": "libA.so.1", "libA.so.1": "libB.so.2"}
+
+    def __init__(self, wheel: set[str]) -> None:
+        self.wheel = {f"/wheel/{name}" for name in wheel}
+        self.loaded: set[str] = set()
+
+    def __call__(self, name: str) -> None:
+        base = name.rsplit("/", 1)[-1]
+        if name not in ("/ort/libprovider.so", *self.wheel) and base not in self.loaded:
+            raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+        dependency = self.needs.get(base)
+        if dependency and dependency not in self.loaded:
+            raise OSError(f"{dependency}: cannot open shared object file: No such file or directory")
+        self.loaded.add(base)
+
+
+@pytest.mark.parametrize("wheel", [{"libA.so.1"}, {"libA.so.1", "libB.so.2"}])
+def test_missing_dependencies_follow_the_loader_through_wheels(monkeypatch: pytest.MonkeyPatch, wheel):
+    loader = FakeLoader(wheel)
+    monkeypatch.setattr(doctor_gpu.ctypes, "CDLL", loader)
+    monkeypatch.setattr(
+        doctor_gpu, "_pip_library_files", lambda name: [Path(f"/wheel/{name}")] if name in wheel else []
+    )
+    assert missing_dependencies("/ort/libprovider.so") == ["libA.so.1", "libB.so.2"]
+    if "libB.so.2" in wheel:
+        assert loader.loaded == {"libB.so.2", "libA.so.1", "libprovider.so"}
+        assert load_library("libA.so.1") == {"found": True, "where": "system loader", "error": None}
+    else:
+        assert loader.loaded == set()
+        assert load_library("libA.so.1") == {
+            "found": False,
+            "where": "/wheel/libA.so.1",
+            "error": "present but does not load: libB.so.2: cannot open shared object file: "
+            "No such file or directory",
+        }
 
 
 def test_doctor_and_benchmark_never_import_tensorflow():
@@ -133,9 +187,10 @@ def test_doctor_and_benchmark_never_import_tensorflow():
 
 
 class FakeCapture:
-    """Stands in for cv2.VideoCapture: opens at once, or hangs like a stuck driver."""
+    """Stands in for cv2.VideoCapture: opens at once, refuses, or hangs like a stuck driver."""
 
     delay = 0.0
+    opens = True
     released: list[int] = []
 
     def __init__(self, index: int) -> None:
@@ -145,7 +200,7 @@ class FakeCapture:
         self.index = index
 
     def isOpened(self) -> bool:  # OpenCV spells it so
-        return True
+        return self.opens
 
     def getBackendName(self) -> str:
         return "FAKE"
@@ -157,7 +212,7 @@ class FakeCapture:
 def test_camera_probe_opens_releases_and_times_out(monkeypatch: pytest.MonkeyPatch):
     import cv2
 
-    monkeypatch.setattr(doctor, "missing_camera_device", lambda index: None)
+    monkeypatch.setattr(doctor_opencv, "missing_camera_device", lambda index: None)
     monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
     FakeCapture.released = []
     assert doctor.probe_camera(3, timeout=5) == {"index": 3, "opened": True, "backend": "FAKE", "error": None}
@@ -165,3 +220,8 @@ def test_camera_probe_opens_releases_and_times_out(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(FakeCapture, "delay", 1.0)
     slow = doctor.probe_camera(4, timeout=0.1)
     assert slow["opened"] is False and slow["error"] == "no answer within 0.1 s"
+    monkeypatch.setattr(FakeCapture, "delay", 0.0)
+    monkeypatch.setattr(FakeCapture, "opens", False)
+    refused = doctor.probe_camera(5, timeout=5)
+    assert refused == {"index": 5, "opened": False, "backend": None, "error": "cannot be opened"}
+    assert 5 in FakeCapture.released

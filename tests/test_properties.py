@@ -20,6 +20,7 @@ from hypothesis.extra import numpy as hnp
 from edgecnn.core.contract import COLOR_ORDERS, METADATA_KEY, InputSpec, ModelContract, contract_from_metadata
 from edgecnn.core.errors import ContractError, ImageError
 from edgecnn.core.imaging import decode_image, frame_to_input, image_to_input, load_image
+from edgecnn.tools.info import format_info
 
 # Pillow warns (UserWarning) about the odd tags and EXIF blocks that corrupted files contain; expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -215,9 +216,29 @@ json_values = st.recursive(
     max_leaves=12,
 )
 
-VALID = ModelContract(labels=("cat", "dog"), input=InputSpec.square(32), training={"val_accuracy": 0.9})
+VALID = ModelContract(
+    labels=("cat", "dog"),
+    input=InputSpec.square(32),
+    training={"val_accuracy": 0.9, "val_images": 30, "dataset": "data", "epochs_run": 3, "best_epoch": 2},
+    quantization={
+        "format": "QDQ",
+        "per_channel": True,
+        "calibration_method": "minmax",
+        "calibration_images": 30,
+        "fp32_accuracy": 0.9,
+        "int8_accuracy": 0.85,
+        "top1_agreement": 0.95,
+        "fp32_sha256": "0" * 64,
+    },
+    source={
+        "model_file": "model.keras",
+        "model_sha256": "f" * 64,
+        "created": "2026-01-01T00:00:00",
+        "opset": 17,
+    },
+)
 FIELDS = [*VALID.to_dict()]
-INPUT_FIELDS = [*VALID.to_dict()["input"]]
+BLOCK_FIELDS = {name: [*VALID.to_dict()[name]] for name in ("input", "training", "quantization", "source")}
 
 
 def read(text) -> ModelContract | None:
@@ -252,9 +273,9 @@ def mutated_contracts(draw):
     """A valid contract's JSON with fields replaced by arbitrary values, removed or added."""
     data = VALID.to_dict()
     for _ in range(draw(st.integers(1, 3))):
-        where = draw(st.sampled_from(["top", "input", "labels"]))
+        where = draw(st.sampled_from(["top", "labels", *BLOCK_FIELDS]))
         action = draw(st.sampled_from(["set", "delete", "add"]))
-        target = data if where == "top" else data.get("input") if where == "input" else None
+        target = data if where == "top" else data.get(where)
         if where == "labels":
             data["labels"] = draw(
                 st.lists(st.text(max_size=8) | json_values, max_size=5)
@@ -266,7 +287,7 @@ def mutated_contracts(draw):
             continue
         if not isinstance(target, dict):
             continue
-        keys = FIELDS if where == "top" else INPUT_FIELDS
+        keys = FIELDS if where == "top" else BLOCK_FIELDS[where]
         if action == "set":
             target[draw(st.sampled_from(keys))] = draw(json_values)
         elif action == "delete":
@@ -282,11 +303,14 @@ def mutated_contracts(draw):
 @example(data={**VALID.to_dict(), "labels": ["\ud800", "b"]})
 @example(data={**VALID.to_dict(), "input": {**VALID.to_dict()["input"], "height": 10**400}})
 def test_mutated_contracts_are_read_or_refused_with_a_contract_error(data):
-    read(json.dumps(data))
+    contract = read(json.dumps(data))
     try:
         ModelContract.from_dict(data)
     except ContractError:
         pass
+    if contract is not None:  # whatever is accepted, `edgecnn info` can show
+        info = {"path": "m.onnx", "size_bytes": 1, "opset": 17, "ir_version": 8, "nodes": 1, "parameters": 1}
+        format_info({**info, "quantized": False, "inputs": [], "outputs": [], "contract": contract.to_dict()})
 
 
 def test_out_of_range_numbers_are_refused_not_turned_into_infinity():

@@ -235,3 +235,21 @@ def test_predictor_and_model_close_as_context_managers(model):
         assert m.predict(np.full((20, 20, 3), (200, 0, 0), np.uint8)).label == "red"
     with pytest.raises(ModelFileError):
         m.predict(np.zeros((20, 20, 3), np.uint8))
+
+
+def test_doctor_exits_2_not_1_when_the_environment_is_broken(monkeypatch):
+    """Exit code 1 means skipped inputs (README); a broken environment is exit code 2 like every other."""
+    import edgecnn.tools.doctor as doctor
+
+    real = doctor.run_doctor
+
+    def no_cpu(probe_cameras: int = 2):
+        report = real(probe_cameras=0)
+        report["ok"] = False
+        return report
+
+    monkeypatch.setattr(doctor, "run_doctor", no_cpu)
+    result = runner.invoke(app, ["doctor", "--cameras", "0"])
+    assert result.exit_code == 2
+    monkeypatch.setattr(doctor, "run_doctor", real)
+    assert runner.invoke(app, ["doctor", "--cameras", "0"]).exit_code == 0  # CPU works here

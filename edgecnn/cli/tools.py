@@ -109,5 +109,5 @@ def doctor(
         out.print_json(json.dumps(report, default=str))
     else:
         out.print(format_doctor(report), markup=False, highlight=False)
-    if not report.get("ok"):
-        raise typer.Exit(code=1)
+    if not report.get("ok"):  # no working CPU provider: an environment error, like every exit code 2
+        raise typer.Exit(code=2)

@@ -4,13 +4,20 @@ One JSON document, written by training (into ``report.json``) and by export (int
 ``metadata_props`` under the key ``edgecnn``), read by every inference command. Because the labels, the input
 size, the colour order and the resize rule travel inside the model file, no inference command takes
 ``--labels`` or ``--size`` flags and nothing can drift between training and deployment.
+
+Its shape is ``contract.schema.json`` (JSON Schema draft 2020-12), published for other runtimes; every contract
+is checked against it when it is built or read, so a malformed field is refused by name, with what was expected.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from typing import Any
 
 from edgecnn.core.errors import ContractError
@@ -32,21 +39,14 @@ MAX_LABELS = 100_000
 MAX_LABEL_LENGTH = 200
 MAX_SIDE = 4096
 MAX_JSON_BYTES = 4 * 1024 * 1024
+_CHECKED = ContextVar("_CHECKED", default=False)  # True while from_dict builds what it has just validated
 
 
 @dataclass(frozen=True)
 class InputSpec:
     """How an image becomes the model's input tensor (N, H, W, C float32 raw pixel values 0-255).
 
-    Attributes:
-        height: Input height in pixels.
-        width: Input width in pixels.
-        channels: 3 (RGB) or 1 (grey).
-        resize: Interpolation used to reach (height, width); "area" is OpenCV's INTER_AREA.
-        fit: How the aspect ratio is handled; "stretch" resizes the whole image to the input size.
-        alpha: How transparency is removed; "white" composites transparent pixels over white.
-        orientation: "exif" rotates photos as their EXIF orientation tag says.
-        preprocess_version: The imaging.load_image version the model was trained with.
+    What each field means and what it may hold: ``contract.schema.json``, ``$defs/input``.
     """
 
     height: int
@@ -69,30 +69,8 @@ class InputSpec:
         return cls(height=size, width=size, channels=channels, color_order=COLOR_ORDERS.get(channels, "?"))
 
     def __post_init__(self) -> None:
-        for name in ("height", "width"):
-            value = getattr(self, name)
-            if not _is_int(value) or not 1 <= value <= MAX_SIDE:
-                raise ContractError(f"input {name} must be an integer from 1 to {MAX_SIDE}, got {value!r}")
-        if self.channels not in COLOR_ORDERS:
-            raise ContractError(f"input channels must be 1 or 3, got {self.channels!r}")
-        if self.color_order != COLOR_ORDERS[self.channels]:
-            raise ContractError(
-                f"colour order {self.color_order!r} does not fit {self.channels} channel(s); "
-                f"expected {COLOR_ORDERS[self.channels]!r}"
-            )
-        _check_choice("input layout", self.layout, ("NHWC",))
-        _check_choice("input dtype", self.dtype, ("float32",))
-        _check_choice("resize method", self.resize, RESIZE_METHODS)
-        _check_choice("fit mode", self.fit, FIT_MODES)
-        _check_choice("alpha mode", self.alpha, ALPHA_MODES)
-        _check_choice("orientation mode", self.orientation, ("exif",))
-        if not isinstance(self.name, str) or not self.name:
-            raise ContractError(f"input name must be a non-empty string, got {self.name!r}")
-        if self.preprocess_version != PREPROCESS_VERSION:
-            raise ContractError(
-                f"the model was made with preprocessing version {self.preprocess_version!r}; this edgecnn "
-                f"({__version__}) implements version {PREPROCESS_VERSION}: upgrade edgecnn or re-export the model"
-            )
+        if not _CHECKED.get():
+            validate_contract({**asdict(self), "value_range": _listed(self.value_range)}, part="input")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -102,19 +80,9 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class ModelContract:
-    """The labels, input and provenance of one model.
+    """The labels, input and provenance of one model: the edgecnn contract.
 
-    Attributes:
-        labels: Class names; index i is output column i (sorted class-folder names at training time).
-        input: How images become the input tensor.
-        arch: The architecture that produced the model ("cnn", "vgg16").
-        normalization: What the graph does to raw pixels before the first layer (it lives in the graph).
-        output_name: Name of the probabilities output.
-        output_activation: "softmax": the output rows are probabilities that sum to one.
-        training: Summary of the training run (accuracy, dataset, epochs).
-        quantization: None for float models; the settings used for int8 models.
-        source: Provenance: hash of the source model, creation time.
-        edgecnn_version: The edgecnn version that wrote the contract.
+    What each field means and what it may hold: ``contract.schema.json``. ``labels[i]`` names output column i.
     """
 
     labels: tuple[str, ...]
@@ -130,42 +98,12 @@ class ModelContract:
     schema: str = SCHEMA
 
     def __post_init__(self) -> None:
-        if self.schema != SCHEMA:
-            raise ContractError(
-                f"unknown contract schema {self.schema!r} (this edgecnn reads {SCHEMA!r}); "
-                "re-export the model with `edgecnn export`"
-            )
-        labels = self.labels
-        if not isinstance(labels, (list, tuple)) or len(labels) < 2:
-            raise ContractError("the contract must list at least two labels")
-        if len(labels) > MAX_LABELS:
-            raise ContractError(
-                f"the contract lists {len(labels)} labels; at most {MAX_LABELS} are supported"
-            )
-        for label in labels:
-            if not isinstance(label, str) or not label or len(label) > MAX_LABEL_LENGTH:
-                raise ContractError(
-                    f"every label must be a non-empty string of at most {MAX_LABEL_LENGTH} characters, "
-                    f"got {str(label)[:60]!r}"
-                )
-            if any(ord(ch) < 32 for ch in label):
-                raise ContractError(f"label {label!r} contains control characters")
-            if not _is_utf8(label):
-                raise ContractError(f"label {label!r} is not valid Unicode text (a lone surrogate)")
-        if len(set(labels)) != len(labels):
-            raise ContractError("the contract's labels are not unique")
-        object.__setattr__(self, "labels", tuple(labels))
+        _check_schema_version(self.schema)
         if not isinstance(self.input, InputSpec):
-            raise ContractError("the contract's input block is missing or malformed")
-        for name in ("arch", "normalization", "output_name", "edgecnn_version"):
-            if not isinstance(getattr(self, name), str):
-                raise ContractError(f"contract field {name!r} must be a string")
-        _check_choice("output activation", self.output_activation, ("softmax",))
-        for name in ("training", "source"):
-            if not isinstance(getattr(self, name), dict):
-                raise ContractError(f"contract field {name!r} must be an object")
-        if self.quantization is not None and not isinstance(self.quantization, dict):
-            raise ContractError("contract field 'quantization' must be an object or null")
+            raise ContractError(f"contract field input: expected an InputSpec, got {_show(self.input)}")
+        if not _CHECKED.get():
+            validate_contract(self.to_dict())
+        object.__setattr__(self, "labels", tuple(self.labels))
 
     @property
     def num_classes(self) -> int:
@@ -177,8 +115,8 @@ class ModelContract:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["labels"] = list(self.labels)
-        data["input"]["value_range"] = list(self.input.value_range)
+        data["labels"] = _listed(self.labels)
+        data["input"]["value_range"] = _listed(self.input.value_range)
         # Keep the schema first so that a human reading the metadata sees it at once.
         return {"schema": data.pop("schema"), **data}
 
@@ -194,53 +132,16 @@ class ModelContract:
         """
         if not isinstance(data, dict):
             raise ContractError("the edgecnn metadata is not a JSON object")
-        if "schema" not in data:
-            raise ContractError(
-                "the edgecnn metadata has no schema field; re-export the model with `edgecnn export`"
-            )
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ContractError(
-                f"the edgecnn metadata has unknown fields: {', '.join(map(str, unknown[:5]))}"
-            )
-        if "labels" not in data or "input" not in data:
-            raise ContractError("the edgecnn metadata lacks 'labels' or 'input'")
-        raw_input = data["input"]
-        if not isinstance(raw_input, dict):
-            raise ContractError("the contract's input block is not an object")
-        input_known = set(InputSpec.__dataclass_fields__)
-        unknown_input = sorted(set(raw_input) - input_known)
-        if unknown_input:
-            raise ContractError(
-                f"the contract's input block has unknown fields: {', '.join(unknown_input[:5])}"
-            )
-        missing = [k for k in ("height", "width") if k not in raw_input]
-        if missing:
-            raise ContractError(f"the contract's input block lacks {', '.join(missing)}")
-        raw_input = dict(raw_input)
-        value_range = raw_input.get("value_range", (0.0, 255.0))
-        if (
-            not isinstance(value_range, (list, tuple))
-            or len(value_range) != 2
-            or not all(_is_number(v) for v in value_range)
-        ):
-            raise ContractError(f"input value_range must be two numbers, got {value_range!r}")
-        raw_input["value_range"] = (float(value_range[0]), float(value_range[1]))
-        for key in ("height", "width", "channels", "preprocess_version"):
-            if key in raw_input and not _is_int(raw_input[key]):
-                raise ContractError(f"input {key} must be an integer, got {raw_input[key]!r}")
+        _check_schema_version(data.get("schema"))
+        validate_contract(data)
+        raw_input = dict(data["input"])
+        if "value_range" in raw_input:
+            raw_input["value_range"] = tuple(float(v) for v in raw_input["value_range"])
+        token = _CHECKED.set(True)  # validated once above, against the JSON as written
         try:
-            spec = InputSpec(**raw_input)
-            fields = dict(data)
-            fields["input"] = spec
-            labels = fields["labels"]
-            if not isinstance(labels, list):
-                raise ContractError("the contract's labels must be a list of strings")
-            fields["labels"] = tuple(labels)
-            return cls(**fields)
-        except TypeError as exc:  # a field of the wrong kind reached the constructor
-            raise ContractError(f"the edgecnn metadata is malformed: {exc}") from None
+            return cls(**{**data, "labels": tuple(data["labels"]), "input": InputSpec(**raw_input)})
+        finally:
+            _CHECKED.reset(token)
 
     @classmethod
     def from_json(cls, text: Any) -> ModelContract:
@@ -249,11 +150,10 @@ class ModelContract:
         Raises:
             ContractError: Not JSON, too large, or not a valid contract.
         """
-        if isinstance(text, bytes):
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ContractError("the edgecnn metadata is not UTF-8 text") from None
+        try:
+            text = text.decode("utf-8") if isinstance(text, bytes) else text
+        except UnicodeDecodeError:
+            raise ContractError("the edgecnn metadata is not UTF-8 text") from None
         if not isinstance(text, str):
             raise ContractError("the edgecnn metadata is not text")
         if len(text) > MAX_JSON_BYTES:
@@ -281,30 +181,97 @@ def contract_from_metadata(metadata: dict[str, str], what: str = "this model") -
     return ModelContract.from_json(metadata[METADATA_KEY])
 
 
-def _check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ContractError(f"unknown {what} {value!r}; this edgecnn knows {', '.join(choices)}")
+def validate_contract(data: Any, part: str | None = None) -> None:
+    """Check parsed contract JSON (or its ``input`` block, with ``part="input"``) against the schema.
+
+    Raises:
+        ContractError: Names the JSON path of the first bad field, what was expected and what was found.
+    """
+    block = data if part == "input" else data.get("input") if isinstance(data, dict) else None
+    version = block.get("preprocess_version") if isinstance(block, dict) else None
+    if _is_int(version) and version != PREPROCESS_VERSION:  # checked first: a newer model is not malformed
+        raise ContractError(
+            f"the model was made with preprocessing version {version!r}; this edgecnn "
+            f"({__version__}) implements version {PREPROCESS_VERSION}: upgrade edgecnn or re-export the model"
+        )
+    # The shallowest error first (more is wrong there), then the schema's order, which is the written order.
+    error = min(_validator(part).iter_errors(data), key=lambda e: len(e.path), default=None)
+    if error is not None:
+        raise ContractError(_message(error, [part] if part else []))
+    for i, label in enumerate(data["labels"] if part is None else ()):
+        if re.search("[\ud800-\udfff]", label):
+            raise ContractError(f"contract field labels[{i}] is not valid Unicode text (a lone surrogate)")
+
+
+@cache
+def _validator(part: str | None) -> Any:
+    from importlib.resources import files
+
+    from jsonschema import Draft202012Validator, validators  # ~50 ms, paid by the first contract read
+
+    schema = json.loads(files(__package__).joinpath("contract.schema.json").read_text(encoding="utf-8"))
+    if part is not None:  # the same document, entered at one of its blocks
+        schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{part}"}
+    # JSON Schema counts 64.0 as an integer; a tensor shape cannot be a float, so Python's int only.
+    strict = Draft202012Validator.TYPE_CHECKER.redefine("integer", lambda _, value: _is_int(value))
+    return validators.extend(Draft202012Validator, type_checker=strict)(schema)
+
+
+def _message(error: Any, prefix: list[Any]) -> str:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in [*prefix, *error.absolute_path])
+    where = f"contract field {path[1:]}" if path else "the contract"
+    value, schema, keyword = error.instance, error.schema, error.validator
+    if keyword == "required":
+        return f"{where} lacks {', '.join(k for k in error.validator_value if k not in value)}"
+    if keyword == "additionalProperties":
+        unknown = ", ".join(sorted(map(str, set(value) - set(schema["properties"])))[:5])
+        return f"{where} has unknown fields: {unknown}; this edgecnn knows {', '.join(schema['properties'])}"
+    got = _show(value)
+    if keyword == "uniqueItems":  # name the first repeated item: the list may be too long to show
+        got = next(f"{r[:60]} more than once" for r, n in Counter(map(repr, value)).items() if n > 1)
+    why = schema.get("description")  # where only some values are allowed, the schema says why
+    return f"{where}: expected {_expected(schema)}{f' ({why})' if why else ''}, got {got}"
+
+
+def _expected(schema: dict[str, Any]) -> str:
+    if "const" in schema or "enum" in schema:
+        return " or ".join(map(repr, schema["enum"] if "enum" in schema else [schema["const"]]))
+    kinds = schema.get("type", [])
+    return " or ".join(_describe(kind, schema) for kind in ([kinds] if isinstance(kinds, str) else kinds))
+
+
+def _describe(kind: str, schema: dict[str, Any]) -> str:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if kind in ("integer", "number"):
+        bounds = f" from {low} to {high}" if high is not None else f" >= {low}" if low is not None else ""
+        return ("an integer" if kind == "integer" else "a number") + bounds
+    if kind == "string":
+        most = f" of at most {schema['maxLength']} characters" if "maxLength" in schema else ""
+        return f"a {'non-empty ' if schema.get('minLength') else ''}string{most}"
+    if kind == "array" and "maxItems" in schema:
+        unique, noun = "unique " if schema.get("uniqueItems") else "", schema["items"]["type"] + "s"
+        return f"a list of {schema.get('minItems', 0)} to {schema['maxItems']} {unique}{noun}"
+    return {"object": "an object", "array": "a list", "boolean": "true or false"}.get(kind, kind)
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _check_schema_version(schema: Any) -> None:
+    if schema != SCHEMA:
+        found = f"unknown contract schema {_show(schema)} (this edgecnn reads {SCHEMA!r})"
+        found = "no schema field" if schema is None else found
+        raise ContractError(f"the edgecnn metadata has {found}; re-export the model with `edgecnn export`")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _is_number(value: Any) -> bool:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
 
 
 def _reject_constant(name: str) -> Any:

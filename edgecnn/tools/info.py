@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core.contract import METADATA_KEY
 from edgecnn.core.errors import ContractError, ModelFileError
 from edgecnn.core.onnxfile import is_quantized, load_onnx, op_counts, opset_of, parameter_count, read_contract
 
@@ -17,10 +18,12 @@ def _shape(value: Any) -> list[int | str]:
 def describe_model(path: str | Path, probe: bool = True) -> dict[str, Any]:
     """Facts about an ONNX file: contract, graph, size, quantisation, and providers that really start here.
 
-    A model without the edgecnn contract is still described, with ``contract`` None and a note.
+    A model without the edgecnn contract is still described, with ``contract`` None and a note; a model whose
+    contract is malformed is refused, since every runtime would refuse it too.
 
     Raises:
         ModelFileError: Not a readable ONNX file.
+        ContractError: The model carries an edgecnn contract that does not match the schema.
     """
     path = Path(path)
     if path.suffix.lower() == ".keras":
@@ -44,6 +47,8 @@ def describe_model(path: str | Path, probe: bool = True) -> dict[str, Any]:
     try:
         info["contract"] = read_contract(model, what=str(path)).to_dict()
     except ContractError as exc:
+        if any(p.key == METADATA_KEY for p in model.metadata_props):
+            raise
         info["note"] = str(exc)
     if probe:
         from edgecnn.runtime.providers import probe_providers
