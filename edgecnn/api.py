@@ -76,7 +76,7 @@ def export(run: PathLike, int8: bool = False, **options: Any) -> Any:
     """
     from edgecnn.export.convert import export_all
 
-    return export_all(run, int8=int8, **options)
+    return export_all(Path(run), int8=int8, **options)
 
 
 class ClassifyRun:
@@ -174,4 +174,4 @@ def evaluate(
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     loaded = load_for_evaluation(model, provider=provider)
-    return run_on_folder(loaded, data_dir, batch_size=batch_size, workers=workers)
+    return run_on_folder(loaded, Path(data_dir), batch_size=batch_size, workers=workers)

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,7 @@ def classify_batches(
     summary: ClassifySummary,
     on_progress: Progress | None = None,
     count_in_background: bool = False,
-) -> Iterator[list[Row]]:
+) -> Generator[list[Row], None, None]:
     """The rows of a run, one model batch at a time, as they are written; ``summary`` is kept up to date.
 
     The results file is written (and files sorted) before each batch is yielded; closing the iterator early
