@@ -87,7 +87,22 @@ class _End:
     reason: str
 
 
-class SequentialSource:
+class _Counters:
+    """Frames read and frames dropped, as every source reports them."""
+
+    _dropped: int
+    _frames: int
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def frames_read(self) -> int:
+        return self._frames
+
+
+class SequentialSource(_Counters):
     """Every frame of a file (or image sequence) in order; optional real-time pacing at the file's frame rate.
 
     A reader thread decodes the next few frames while the caller works on the current one (a bounded queue:
@@ -104,7 +119,7 @@ class SequentialSource:
         self.fps = capture.fps() or 25.0
         self.realtime = realtime
         self.error: BaseException | None = None
-        self._index = 0
+        self._frames = 0
         self._start: float | None = None
         self._dropped = 0
         self._queue: queue.Queue[tuple[np.ndarray, float] | _End] = queue.Queue(maxsize=max(1, prefetch))
@@ -172,7 +187,7 @@ class SequentialSource:
         if item is None:
             return None
         image, read_ms = item
-        index = self._index
+        index = self._frames
         now = time.monotonic()
         if self.realtime:
             if self._start is None:
@@ -189,21 +204,13 @@ class SequentialSource:
             elif due > now:
                 time.sleep(due - now)
                 now = time.monotonic()
-        self._index = index + 1
+        self._frames = index + 1
         return Frame(image, index, now, read_ms)
 
     @property
     def end_reason(self) -> str | None:
         """None while frames may still come; then END_OF_SOURCE or ``"error: <message>"``."""
         return self._end_reason
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
-
-    @property
-    def frames_read(self) -> int:
-        return self._index
 
     def close(self, wait: float = 5.0) -> None:
         """Stop the reader thread and release the capture once its last read has returned.
@@ -224,7 +231,7 @@ class SequentialSource:
             self.capture.release()
 
 
-class LatestFrameSource:
+class LatestFrameSource(_Counters):
     """Reads a live source in a thread and hands out only the newest frame.
 
     When a read fails (no frame, or the backend raises) the source reconnects up to ``max_retries`` times,
@@ -266,7 +273,7 @@ class LatestFrameSource:
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._last_given = -1
-        self._count = 0
+        self._frames = 0
         self._dropped = 0
         self._end_reason: str | None = None
         self._stop = threading.Event()
@@ -341,8 +348,8 @@ class LatestFrameSource:
         with self._cond:
             if self._fresh():
                 self._dropped += 1  # the previous newest frame was never taken: it is stale now
-            self._latest = Frame(image, self._count, time.monotonic(), read_ms)
-            self._count += 1
+            self._latest = Frame(image, self._frames, time.monotonic(), read_ms)
+            self._frames += 1
             self._cond.notify_all()
 
     def _fresh(self) -> bool:
@@ -377,14 +384,6 @@ class LatestFrameSource:
     def newest_index(self) -> int:
         with self._cond:
             return self._latest.index if self._latest is not None else -1
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
-
-    @property
-    def frames_read(self) -> int:
-        return self._count
 
     def close(self, wait: float = 5.0) -> None:
         """Stop the grabber thread (a backoff wait ends at once); it releases the capture after its last read.
