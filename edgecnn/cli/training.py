@@ -74,6 +74,12 @@ def train(
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop after the last epoch that fits in this many minutes.")
     ] = None,
+    devices: Annotated[
+        str,
+        typer.Option(
+            help="Devices to train on with MirroredStrategy: auto (every GPU when there are several), all, or N; the global batch is --batch-size x devices and the learning rate scales with them."
+        ),
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch progress.")] = False,
 ) -> None:
     """Train a CNN or VGG16 transfer model on a folder of labelled photos."""

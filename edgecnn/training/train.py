@@ -25,8 +25,10 @@ from edgecnn.core.dataset import DataSplits, Skipped, discover
 from edgecnn.core.errors import ConfigError, DatasetError, EdgecnnError, OutputError
 from edgecnn.core.metrics import Metrics, compute_metrics
 from edgecnn.core.version import __version__
+from edgecnn.training.devices import parse_devices, select_devices
 from edgecnn.training.models import ARCHITECTURES, MIN_SIDE, BuiltModel, import_keras
 from edgecnn.training.pipeline import make_dataset
+from edgecnn.training.schedule import EpochTimer, schedule
 
 WEIGHT_DECAY = 1e-4
 #: Above this many bytes of decoded images, the tf.data cache goes to a file in the run directory.
@@ -56,6 +58,7 @@ class TrainConfig:
     patience: int = 10
     base_filters: int = 32
     max_minutes: float | None = None
+    devices: str | int = "auto"  # auto, all or N: see training.devices
     verbose: int = 1
 
     def __post_init__(self) -> None:
@@ -84,6 +87,7 @@ class TrainConfig:
             raise ConfigError("give either --val-dir or --val-split, not both")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
+        self.devices = parse_devices(self.devices)
         if self.patience < 1:
             raise ConfigError(f"--patience must be at least 1, got {self.patience}")
 
@@ -129,6 +133,14 @@ def train(config: TrainConfig) -> TrainResult:
 
     keras, tf = import_keras()
     keras.utils.set_random_seed(config.seed)
+    devices = select_devices(tf, config.devices)
+    global_batch = config.batch_size * devices.replicas
+    lr_scale = devices.replicas  # linear scaling: the global batch grows with the replicas
+    if devices.replicas > 1:
+        say(
+            f"training on {devices.describe()}: global batch {global_batch} "
+            f"({config.batch_size} per device), learning rate x{lr_scale}"
+        )
     assert config.img_size is not None and config.learning_rate is not None  # set by __post_init__
     spec = InputSpec.square(config.img_size, channels=1 if config.grayscale else 3)
 
@@ -151,7 +163,7 @@ def train(config: TrainConfig) -> TrainResult:
     train_ds, train_bad, n_train = make_dataset(
         splits.train,
         spec,
-        config.batch_size,
+        global_batch,
         shuffle=True,
         seed=config.seed,
         augment=augment,
@@ -160,7 +172,7 @@ def train(config: TrainConfig) -> TrainResult:
     val_ds, val_bad, n_val = make_dataset(
         splits.val,
         spec,
-        config.batch_size,
+        global_batch,
         shuffle=False,
         seed=config.seed,
         cache_file=cache_file + "-val" if cache_file else None,
@@ -174,33 +186,35 @@ def train(config: TrainConfig) -> TrainResult:
     _check_after_decode(splits, train_bad, val_bad)
     say(f"decoded {n_train + n_val} images in {decode_seconds:.1f} s")
 
-    built = _build(config, spec, len(splits.classes))
+    with devices.scope():
+        built = _build(config, spec, len(splits.classes))
     model = built.model
-    steps = max(1, math.ceil(n_train / config.batch_size))
+    steps = max(1, math.ceil(n_train / global_batch))
     history: dict[str, list[float]] = {}
     phase_starts: list[int] = []
     best_path = run_dir / "best.weights.h5"
     checkpoint = keras.callbacks.ModelCheckpoint(
         str(best_path), monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0
     )
-    timer = _EpochTimer(keras, config.max_minutes)
+    timer = EpochTimer(keras, config.max_minutes)
     interrupted = False
     t_train = time.perf_counter()
-    phases = [("train", config.epochs, config.learning_rate, True)]
+    phases = [("train", config.epochs, config.learning_rate * lr_scale, True)]
     if config.fine_tune_epochs:
-        phases.append(("fine-tune", config.fine_tune_epochs, config.learning_rate / 10, False))
+        phases.append(("fine-tune", config.fine_tune_epochs, config.learning_rate * lr_scale / 10, False))
     for name, epochs, lr, warmup in phases:
         if name == "fine-tune":
             _unfreeze_last_block(built)
             say(f"fine-tuning VGG16 block5 for {epochs} epoch(s) at learning rate {lr:g}")
-        model.compile(
-            optimizer=keras.optimizers.AdamW(
-                learning_rate=_schedule(keras, lr, epochs * steps, steps if warmup else 0),
-                weight_decay=WEIGHT_DECAY,
-            ),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        with devices.scope():
+            model.compile(
+                optimizer=keras.optimizers.AdamW(
+                    learning_rate=schedule(keras, lr, epochs * steps, steps if warmup else 0),
+                    weight_decay=WEIGHT_DECAY,
+                ),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
         start = len(history.get("loss", []))
         phase_starts.append(start)
         early = keras.callbacks.EarlyStopping(
@@ -275,6 +289,7 @@ def train(config: TrainConfig) -> TrainResult:
         "train_seconds": round(train_seconds, 2),
         "decode_seconds": round(decode_seconds, 2),
         "train_images_per_second": round(timer.images_per_second(n_train), 1),
+        "devices": {"names": devices.names, "replicas": devices.replicas, "global_batch": global_batch},
         "parameters": int(model.count_params()),
         "data": {**splits.describe(), "seed": config.seed, "train_images": n_train, "val_images": n_val},
         "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
@@ -320,17 +335,6 @@ def build_augmenter(keras: Any, seed: int) -> Any:
     )
 
 
-def _schedule(keras: Any, lr: float, total_steps: int, warmup_steps: int) -> Any:
-    warmup_steps = min(warmup_steps, total_steps // 5)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=lr / 10 if warmup_steps else lr,
-        decay_steps=max(1, total_steps - warmup_steps),
-        alpha=0.02,
-        warmup_target=lr if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
-
-
 def _build(config: TrainConfig, spec: InputSpec, num_classes: int) -> BuiltModel:
     if config.arch == "cnn":
         return ARCHITECTURES["cnn"](spec, num_classes, base_filters=config.base_filters, seed=config.seed)
@@ -342,43 +346,6 @@ def _unfreeze_last_block(built: BuiltModel) -> None:
     base.trainable = True
     for layer in base.layers:
         layer.trainable = layer.name.startswith("block5")
-
-
-class _EpochTimer:
-    """Times the training part of each epoch and stops training before a time budget would be exceeded."""
-
-    def __new__(cls, keras: Any, max_minutes: float | None) -> Any:
-        class Timer(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.budget = max_minutes * 60 if max_minutes else None
-                self.started = time.perf_counter()
-                self.train_seconds: list[float] = []
-                self.epoch_seconds: list[float] = []
-                self.out_of_time = False
-                self._epoch_start = 0.0
-
-            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-                self._epoch_start = time.perf_counter()
-
-            def on_test_begin(self, logs: Any = None) -> None:
-                self.train_seconds.append(time.perf_counter() - self._epoch_start)
-
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                now = time.perf_counter()
-                self.epoch_seconds.append(now - self._epoch_start)
-                if (
-                    self.budget is not None
-                    and now - self.started + max(self.epoch_seconds[-3:]) > self.budget
-                ):
-                    self.out_of_time = True
-                    self.model.stop_training = True
-
-            def images_per_second(self, n_train: int) -> float:
-                steady = self.train_seconds[1:] or self.train_seconds  # the first epoch includes tracing
-                return n_train * len(steady) / sum(steady) if steady and sum(steady) > 0 else 0.0
-
-        return Timer()
 
 
 def _predict(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
