@@ -302,6 +302,7 @@ def mutated_contracts(draw):
 @example(data={**VALID.to_dict(), "input": {**VALID.to_dict()["input"], "value_range": [0, 10**400]}})
 @example(data={**VALID.to_dict(), "labels": ["\ud800", "b"]})
 @example(data={**VALID.to_dict(), "input": {**VALID.to_dict()["input"], "height": 10**400}})
+@example(data={**VALID.to_dict(), "input": {**VALID.to_dict()["input"], "channels": 3.0}})
 def test_mutated_contracts_are_read_or_refused_with_a_contract_error(data):
     contract = read(json.dumps(data))
     try:

@@ -15,6 +15,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
@@ -194,41 +195,75 @@ def validate_contract(data: Any, part: str | None = None) -> None:
             f"the model was made with preprocessing version {version!r}; this edgecnn "
             f"({__version__}) implements version {PREPROCESS_VERSION}: upgrade edgecnn or re-export the model"
         )
-    # The shallowest error first (more is wrong there), then the schema's order, which is the written order.
-    error = min(_validator(part).iter_errors(data), key=lambda e: len(e.path), default=None)
+    error = _first_error(data, part)
     if error is not None:
-        raise ContractError(_message(error, [part] if part else []))
+        path, keyword, value, schema = error
+        raise ContractError(_message(f".{part}{path}" if part else path, keyword, value, schema))
     for i, label in enumerate(data["labels"] if part is None else ()):
         if re.search("[\ud800-\udfff]", label):
             raise ContractError(f"contract field labels[{i}] is not valid Unicode text (a lone surrogate)")
 
 
+def _first_error(data: Any, part: str | None) -> tuple[str, str | None, Any, Any] | None:
+    """The first error in the schema's order as (JSON path, keyword, value found, schema broken), or None."""
+    from fastjsonschema import JsonSchemaValueException
+
+    validate, integers = _validator(part)
+    try:
+        validate(data)
+    except JsonSchemaValueException as error:  # its name is the path written from "data": data.labels[1]
+        return (error.name or "data")[4:], error.rule, error.value, error.definition
+    except RecursionError:  # uniqueItems compares nested lists recursively; json.loads allows deeper ones
+        raise ContractError("the edgecnn metadata nests lists or objects too deeply to be checked") from None
+    # JSON Schema counts 64.0 as an integer; a tensor shape cannot be a float, so Python's int only.
+    for path, schema in integers:
+        value = data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, float):
+            return "".join(f".{key}" for key in path), "type", value, schema
+    return None
+
+
 @cache
-def _validator(part: str | None) -> Any:
+def _validator(part: str | None) -> tuple[Callable[[Any], Any], list[tuple[tuple[str, ...], dict[str, Any]]]]:
+    """The schema compiled to Python (~20 ms, paid by the first contract read) and its integer fields."""
     from importlib.resources import files
 
-    from jsonschema import Draft202012Validator, validators  # ~50 ms, paid by the first contract read
+    import fastjsonschema
 
     schema = json.loads(files(__package__).joinpath("contract.schema.json").read_text(encoding="utf-8"))
     if part is not None:  # the same document, entered at one of its blocks
         schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{part}"}
-    # JSON Schema counts 64.0 as an integer; a tensor shape cannot be a float, so Python's int only.
-    strict = Draft202012Validator.TYPE_CHECKER.redefine("integer", lambda _, value: _is_int(value))
-    return validators.extend(Draft202012Validator, type_checker=strict)(schema)
+    integers = list(_integer_fields(schema, schema))  # first: compile rewrites the schema's $refs in place
+    # As in JSON Schema 2020-12, a format is an annotation, not a check; and validating must not fill in
+    # defaults, which would change the caller's data.
+    return fastjsonschema.compile(schema, use_default=False, use_formats=False), integers
 
 
-def _message(error: Any, prefix: list[Any]) -> str:
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in [*prefix, *error.absolute_path])
+def _integer_fields(
+    schema: dict[str, Any], root: dict[str, Any], path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
+    if "$ref" in schema:  # every reference in the schema is local: #/$defs/<name>
+        schema = root["$defs"][schema["$ref"].removeprefix("#/$defs/")]
+    kinds = schema.get("type", [])
+    if "integer" in ([kinds] if isinstance(kinds, str) else kinds):
+        yield path, schema
+    for name, field_schema in schema.get("properties", {}).items():
+        yield from _integer_fields(field_schema, root, (*path, name))
+
+
+def _message(path: str, keyword: str | None, value: Any, schema: Any) -> str:
     where = f"contract field {path[1:]}" if path else "the contract"
-    value, schema, keyword = error.instance, error.schema, error.validator
     if keyword == "required":
-        return f"{where} lacks {', '.join(k for k in error.validator_value if k not in value)}"
+        return f"{where} lacks {', '.join(k for k in schema['required'] if k not in value)}"
     if keyword == "additionalProperties":
         unknown = ", ".join(sorted(map(str, set(value) - set(schema["properties"])))[:5])
         return f"{where} has unknown fields: {unknown}; this edgecnn knows {', '.join(schema['properties'])}"
     got = _show(value)
     if keyword == "uniqueItems":  # name the first repeated item: the list may be too long to show
-        got = next(f"{r[:60]} more than once" for r, n in Counter(map(repr, value)).items() if n > 1)
+        repeated = (f"{r[:60]} more than once" for r, n in Counter(map(repr, value)).items() if n > 1)
+        got = next(repeated, got)  # 1 and 1.0 are the same JSON value but not the same text
     why = schema.get("description")  # where only some values are allowed, the schema says why
     return f"{where}: expected {_expected(schema)}{f' ({why})' if why else ''}, got {got}"
 
