@@ -66,7 +66,7 @@ def export(run: PathLike, int8: bool = False, **options: Any) -> Any:
         run: A run folder from ``train``, or a .keras file with report.json beside it.
         int8: Also write a static int8 model, calibrated on real images, within the accuracy budget.
         **options: ``output``, ``int8_output``, ``calib_dir``, ``calib_size``, ``calib_method``,
-            ``per_channel``, ``eval_dir``, ``max_accuracy_drop``, ``opset``, ``force``.
+            ``per_channel``, ``eval_dir``, ``max_accuracy_drop``, ``accuracy_gate``, ``opset``, ``force``.
 
     Returns:
         An ``ExportResult``: ``output``, ``parity``, ``size_bytes`` and ``int8`` (a ``QuantizeResult`` or None).
@@ -110,6 +110,7 @@ def classify(
     model: PathLike | Model,
     output: PathLike | None = None,
     iterate: bool = False,
+    report: PathLike | None = None,
     **options: Any,
 ) -> ClassifySummary | ClassifyRun:
     """Classify image files and folders (``edgecnn classify``).
@@ -119,6 +120,8 @@ def classify(
         model: An edgecnn .onnx path, or a ``Model`` from ``load``.
         output: Results file (.csv, .jsonl or .json).
         iterate: Return a ``ClassifyRun`` to iterate over rows as they come, instead of running to the end.
+        report: Write an HTML report to this .html file when the run ends (thumbnails beside it, in
+            ``<stem>_files/``); with ``resume`` it covers the whole ``output`` file.
         **options: Any field of ``ClassifyConfig`` (``recursive``, ``batch_size``, ``top_k``, ``sort_into``,
             ``move``, ``min_confidence``, ``resume``, ``force``, ``workers``).
 
@@ -131,7 +134,17 @@ def classify(
         paths=[Path(p) for p in items], output=Path(output) if output is not None else None, **options
     )
     opened = model if isinstance(model, Model) else load(model)
-    run = ClassifyRun(config, opened)
+    if report is None:
+        run = ClassifyRun(config, opened)
+    else:
+        from edgecnn.reports.classify import ClassifyReport
+
+        spec = opened.contract.input
+        builder = ClassifyReport(
+            report, opened.path.name, opened.labels, (spec.height, spec.width), resume=config.resume
+        )
+        run = ClassifyRun(config, Model(builder.tap(opened.predictor)))  # model inputs become thumbnails
+        run._batches = builder.watch(run._batches, run.summary, config.output)
     if iterate:
         return run
     with run:
@@ -162,16 +175,61 @@ def evaluate(
     batch_size: int = 32,
     workers: int | None = None,
     provider: str = "auto",
+    report: PathLike | None = None,
+    compare: PathLike | None = None,
 ) -> EvaluationResult:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model on a labelled folder.
 
     Args:
         model: A .keras model (with report.json beside it) or an edgecnn .onnx model.
         data_dir: A folder of class folders (its ``val/`` folder when it has ``train/`` and ``val/``).
+        report: Write an HTML report to this .html file (thumbnails beside it, in ``<stem>_files/``).
+        compare: A second model with the same labels (the fp32 source of an int8 or fp16 model), run on the
+            same images: ``result.compare`` holds its accuracy and the top-1 agreement, and the report shows
+            the images where the two disagree.
 
     Raises:
-        ModelFileError: The model cannot be loaded; DatasetError: the folder cannot be used.
+        ModelFileError: The model cannot be loaded; DatasetError: the folder cannot be used;
+        ConfigError: ``compare`` has other labels, or ``report`` is not an .html file.
     """
+    from edgecnn.apps.evaluate import agreement, align_to
+    from edgecnn.core.errors import ConfigError
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     loaded = load_for_evaluation(model, provider=provider)
-    return run_on_folder(loaded, Path(data_dir), batch_size=batch_size, workers=workers)
+    second = load_for_evaluation(compare, provider=provider) if compare is not None else None
+    if second is not None and second.contract.labels != loaded.contract.labels:
+        raise ConfigError(
+            f"--compare model has labels {', '.join(second.contract.labels)}; "
+            f"{Path(model).name} has {', '.join(loaded.contract.labels)}"
+        )
+    builder = None
+    if report is not None:
+        from edgecnn.reports.evaluate import EvaluationReport
+
+        builder = EvaluationReport(report)
+    hook = builder.add_batch if builder is not None else None
+    result = run_on_folder(loaded, Path(data_dir), batch_size=batch_size, workers=workers, on_batch=hook)
+    other = None
+    if second is not None and compare is not None:
+        other = run_on_folder(second, Path(data_dir), batch_size=batch_size, workers=workers)
+        result.compare = agreement(result, other, Path(compare).name)
+    if builder is not None:
+        from edgecnn.reports.evaluate import Comparison
+
+        result.report = builder.finish(
+            result.metrics,
+            result.probabilities,
+            result.y_true,
+            result.paths,
+            result.skipped,
+            model=Path(model).name,
+            provider=result.provider,
+            data_dir=str(result.data_dir),
+            compare=(
+                Comparison(Path(str(compare)).name, align_to(result, other), other.metrics.accuracy)
+                if other is not None
+                else None
+            ),
+        )
+    return result

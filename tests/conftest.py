@@ -78,3 +78,23 @@ def log_lines():
     yield handler.lines
     logger.removeHandler(handler)
     logger.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run: Path) -> tuple[Path, Path]:
+    """The tiny run exported to fp32 and int8 through the CLI; returns (fp32, int8) paths.
+
+    The tiny model is at chance accuracy, so its accuracy on a few images is a coin flip: the budget is
+    opened here so that every test using the files can run. The gate itself is decided end to end in
+    tests/test_review_export.py, on images whose fp32 accuracy is known and with an int8 model known to be
+    wrong.
+    """
+    from typer.testing import CliRunner
+
+    from edgecnn.cli import app
+
+    result = CliRunner().invoke(
+        app, ["export", str(trained_run), "--int8", "--max-accuracy-drop", "100", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    return trained_run / "model.onnx", trained_run / "model.int8.onnx"

@@ -17,20 +17,6 @@ from edgecnn.core.onnxfile import load_onnx, op_counts, read_contract
 runner = CliRunner()
 
 
-@pytest.fixture(scope="session")
-def exported(trained_run):
-    """The tiny run exported to fp32 and int8 through the CLI; returns (fp32, int8) paths.
-
-    The tiny model is barely trained, so a few images decide its accuracy: the budget is opened
-    here because the accuracy gate has tests of its own below.
-    """
-    result = runner.invoke(
-        app, ["export", str(trained_run), "--int8", "--max-accuracy-drop", "100", "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    return trained_run / "model.onnx", trained_run / "model.int8.onnx"
-
-
 def test_export_writes_fp32_with_contract_and_names(exported, trained_run):
     fp32, _ = exported
     model = load_onnx(fp32)

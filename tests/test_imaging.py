@@ -1,3 +1,5 @@
+import io
+
 import cv2
 import numpy as np
 import pytest
@@ -6,7 +8,14 @@ from PIL import Image
 
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ImageError
-from edgecnn.core.imaging import center_crop, decode_image, frame_to_input, load_image
+from edgecnn.core.imaging import (
+    can_read_avif,
+    center_crop,
+    decode_image,
+    frame_to_input,
+    iso_image_kind,
+    load_image,
+)
 
 SPEC = InputSpec.square(32)
 GREY = InputSpec.square(32, channels=1)
@@ -177,3 +186,29 @@ def test_center_crop_aspect():
 def test_empty_frame_is_refused():
     with pytest.raises(ImageError):
         frame_to_input(np.zeros((0, 0, 3), np.uint8), SPEC)
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIF"),
+        (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf", "AVIF"),  # HEIF container, AVIF brand
+        (b"\x00\x00\x00\x20ftypavif\x00\x00\x00\x00avifmif1miafMA1B", "AVIF"),
+        (b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2", None),  # an MP4 video
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", None),
+        (b"\x00\x00\x00\x01ftypheic", "HEIF"),  # a box size too small to hold brands: the major brand decides
+        (b"", None),
+    ],
+)
+def test_iso_image_kind_reads_the_ftyp_brands(head, kind):
+    assert iso_image_kind(head) == kind
+
+
+def test_avif_decodes_from_bytes_when_pillow_reads_it():
+    if not can_read_avif():
+        pytest.skip("this Pillow cannot read AVIF")
+    buf = io.BytesIO()
+    Image.fromarray(gradient_rgb()).save(buf, format="AVIF", quality=95)
+    out = decode_image(buf.getvalue())
+    assert out.shape == (40, 60, 3)
+    assert np.abs(out.astype(int) - gradient_rgb().astype(int)).mean() < 8

@@ -71,6 +71,21 @@ def main(
                 pass
     _graceful_sigterm()
     _log_to_stderr()
+    _quiet_decoder_warnings()
+
+
+def _quiet_decoder_warnings() -> None:
+    """The command line owns its process: Pillow's warnings about a file (corrupt EXIF, a large header) are
+    noise there, since such a file is decoded or skipped with its reason anyway. The library leaves the
+    process's warning filters alone."""
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore", message=r"(Possibly )?[Cc]orrupt EXIF", category=UserWarning, module=r"PIL\."
+    )
+    warnings.filterwarnings(
+        "ignore", message=r"Image size \(\d+ pixels\) exceeds limit", category=RuntimeWarning, module=r"PIL\."
+    )
 
 
 class _SayHandler(logging.Handler):

@@ -20,7 +20,13 @@ from edgecnn.cli.options import (
     config_from,
     open_predictor,
 )
-from edgecnn.cli.render import classify_with_progress, print_rows, render_classify_summary
+from edgecnn.cli.render import (
+    both,
+    classify_with_progress,
+    open_classify_report,
+    print_rows,
+    render_classify_summary,
+)
 
 
 @app.command()
@@ -70,21 +76,35 @@ def classify(
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-file lines.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write an HTML report: thumbnails by label, least confident first, filters, skipped files "
+            "(thumbnails in REPORT_files/ beside it); with --resume it covers the whole --output file."
+        ),
+    ] = None,
 ) -> None:
     """Classify image files and folders with an ONNX model; write results, sort files."""
     from edgecnn.apps.classify import ClassifyConfig, classify_paths
 
     config = config_from(ClassifyConfig, locals(), move=not copy)
     predictor = open_predictor(model, provider, fallback, threads)
+    page = open_classify_report(report, predictor, resume) if report is not None else None
+    runner = page.tap(predictor) if page is not None else predictor  # model inputs become thumbnails
+    add_rows = page.add_rows if page is not None else None
     if output is None and not quiet and not as_json:
-        summary = classify_paths(config, predictor, on_rows=print_rows)  # the rows are the progress
+        rows = both(print_rows, add_rows)  # the rows are the progress
+        summary = classify_paths(config, runner, on_rows=rows)
     elif err.is_terminal and not quiet:
-        summary = classify_with_progress(config, predictor)
+        summary = classify_with_progress(config, runner, on_rows=add_rows)
     else:
-        summary = classify_paths(config, predictor)
+        summary = classify_paths(config, runner, on_rows=add_rows)
     render_classify_summary(summary)
+    written = page.finish(summary, config.output) if page is not None else None  # after Ctrl-C too
+    if written is not None:
+        say(f"report: {written}")
     if as_json:
-        out.print_json(json.dumps(summary.to_dict()))
+        out.print_json(json.dumps({**summary.to_dict(), **({"report": str(written)} if written else {})}))
     if summary.interrupted:
         raise typer.Exit(code=130)
     if summary.skipped or summary.already_skipped:

@@ -1,8 +1,11 @@
-"""How results look on a terminal: export figures, the classify summary table, per-file lines."""
+"""How results look on a terminal: export figures, the classify summary table, per-file lines; the classify
+report's collector wired to the rows as they come."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -41,7 +44,8 @@ def print_export(result: Any) -> dict[str, Any]:
         if q.fp32_accuracy is not None and q.int8_accuracy is not None:
             say(
                 f"accuracy on {q.eval_images} images: fp32 {q.fp32_accuracy * 100:.2f}%, int8 {q.int8_accuracy * 100:.2f}% "
-                f"(drop {(q.fp32_accuracy - q.int8_accuracy) * 100:+.2f} pp, budget {q.max_accuracy_drop} pp); "
+                f"(drop {(q.fp32_accuracy - q.int8_accuracy) * 100:+.2f} pp, "
+                f"{'budget ' + str(q.max_accuracy_drop) + ' pp' if q.accuracy_gate == 'passed' else 'accuracy gate ' + q.accuracy_gate}); "
                 f"top-1 agreement {q.agreement * 100:.2f}%"
             )
         say(
@@ -91,7 +95,31 @@ def render_classify_summary(summary: Any) -> None:
         say("interrupted: the results file holds every finished batch; rerun with --resume to complete it")
 
 
-def classify_with_progress(config: Any, predictor: Any) -> Any:
+def both(first: Callable[[list[Any]], None], second: Callable[[list[Any]], None] | None) -> Any:
+    """One rows callback that calls ``first`` then ``second`` (when there is one)."""
+    if second is None:
+        return first
+
+    def call(rows: list[Any]) -> None:
+        first(rows)
+        second(rows)
+
+    return call
+
+
+def open_classify_report(path: Path, predictor: Any, resume: bool) -> Any:
+    """The classify report collector for ``--report PATH`` (checked before the run starts)."""
+    from edgecnn.reports.classify import ClassifyReport
+
+    spec = predictor.contract.input
+    return ClassifyReport(
+        path, predictor.path.name, predictor.labels, (spec.height, spec.width), resume=resume
+    )
+
+
+def classify_with_progress(
+    config: Any, predictor: Any, on_rows: Callable[[list[Any]], None] | None = None
+) -> Any:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -120,4 +148,6 @@ def classify_with_progress(config: Any, predictor: Any) -> Any:
             elapsed = time.perf_counter() - started
             progress.update(task, completed=done, total=total, rate=done / elapsed if elapsed > 0 else 0.0)
 
-        return classify_paths(config, predictor, on_progress=update, count_in_background=True)
+        return classify_paths(
+            config, predictor, on_progress=update, count_in_background=True, on_rows=on_rows
+        )

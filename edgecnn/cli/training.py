@@ -122,12 +122,34 @@ def evaluate(
     workers: WorkersOption = None,
     provider: ProviderOption = Provider.auto,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write an HTML report: per-class table, a confusion grid whose cells show their images, a "
+            "reliability diagram, the most confident mistakes (thumbnails in REPORT_files/ beside it)."
+        ),
+    ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            help="A second model with the same labels (the fp32 source of an int8 or fp16 model): its "
+            "accuracy, the top-1 agreement and, with --report, the images where the two disagree."
+        ),
+    ] = None,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and confusion matrix of a model on a labelled folder."""
     from edgecnn.api import evaluate as evaluate_model
     from edgecnn.core.metrics import format_metrics
 
-    result = evaluate_model(model, data_dir, batch_size=batch_size, workers=workers, provider=provider.value)
+    result = evaluate_model(
+        model,
+        data_dir,
+        batch_size=batch_size,
+        workers=workers,
+        provider=provider.value,
+        report=report,
+        compare=compare,
+    )
     for path, reason in result.skipped[:10]:
         say(f"skipped {path}: {reason}")
     if len(result.skipped) > 10:
@@ -139,6 +161,15 @@ def evaluate(
             f"model: {model} ({result.kind}{', ' + result.provider if result.provider else ''}); data: {result.data_dir}"
         )
         out.print(format_metrics(result.metrics), markup=False)
+        if result.compare is not None:
+            c = result.compare
+            agree = "n/a" if c["agreement"] is None else f"{c['agreement'] * 100:.2f}%"
+            say(
+                f"compared with {c['model']}: accuracy {c['accuracy'] * 100:.2f}%, top-1 agreement {agree} "
+                f"({c['disagreements']} of {c['images']} images differ)"
+            )
+    if result.report is not None:
+        say(f"report: {result.report}")
     if result.skipped:
         raise typer.Exit(code=1)
 
@@ -194,8 +225,17 @@ def export(
     ] = None,
     max_accuracy_drop: Annotated[
         float,
-        typer.Option(help="Fail the int8 export if accuracy drops by more than this many percentage points."),
+        typer.Option(
+            help="Fail the int8 export if accuracy on labelled images drops by more than this many percentage points (0 or more)."
+        ),
     ] = 1.0,
+    no_accuracy_gate: Annotated[
+        bool,
+        typer.Option(
+            "--no-accuracy-gate",
+            help="Write the int8 model without enforcing --max-accuracy-drop (e.g. with no labelled images to check it on); its contract records that.",
+        ),
+    ] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset (int8 needs 20 or lower).")] = 17,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     as_json: Annotated[
@@ -218,6 +258,7 @@ def export(
         max_accuracy_drop=max_accuracy_drop,
         opset=opset,
         force=force,
+        accuracy_gate=not no_accuracy_gate,
     )
     summary = print_export(result)
     if as_json:

@@ -29,6 +29,17 @@ class Decoded(Generic[T]):
     error: str | None
 
 
+def skip_reason(exc: Exception) -> str:
+    """Why one file is skipped: an ``ImageError``'s own message, or any other decoder error (Pillow, OpenCV,
+    a plugin) named with its type, e.g. ``cannot decode image (RuntimeError: ...)``."""
+    if isinstance(exc, ImageError):
+        return str(exc)
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    message = " ".join(str(exc).split())
+    return f"cannot decode image ({name}: {message[:160]})" if message else f"cannot decode image ({name})"
+
+
 def default_workers() -> int:
     """Decoding threads: one per CPU core (decoders release the GIL), at least one, at most 16."""
     try:
@@ -63,8 +74,8 @@ def decode_parallel(
     def work(item: T) -> Decoded[T]:
         try:
             return Decoded(item, load_image(path_of(item), spec), None)
-        except ImageError as exc:
-            return Decoded(item, None, str(exc))
+        except Exception as exc:  # whatever Pillow, OpenCV or a plugin raised skips this file, not the run
+            return Decoded(item, None, skip_reason(exc))
 
     pending: deque[Future[Decoded[T]]] = deque()
     iterator = iter(items)

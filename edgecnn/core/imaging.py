@@ -4,47 +4,59 @@ Training, evaluation, int8 calibration, ``classify`` and ``webcam`` all call the
 the same pixels in deployment as it saw in training. Normalisation is not done here: it lives inside the model
 graph, and the input is raw pixel values (uint8 here, float32 when batched for the model).
 
-Files are decoded with Pillow (it reads every common format, honours EXIF orientation, handles palettes,
-transparency and 16-bit data, and refuses decompression bombs from the header), then resized with OpenCV's
-INTER_AREA. Large JPEGs are decoded at a reduced DCT scale first (``Image.draft``), never below the model's
-input size: several times faster, and identical on both sides because both sides call this module.
+Files are decoded with Pillow (it reads every common format, handles palettes, transparency and 16-bit data),
+turned upright from their EXIF orientation, refused from the header when they declare too many pixels, then
+resized with OpenCV's INTER_AREA. Large JPEGs are decoded at a reduced DCT scale first (``Image.draft``), never
+below the model's input size: several times faster, and identical on both sides because both sides call this
+module. AVIF is read when this Pillow can (11.3 and later wheels); HEIC/HEIF when pillow-heif is installed.
+
+Nothing here changes process-wide settings (Pillow's pixel limit, OpenCV's thread count, the warnings filters),
+so a program that embeds edgecnn keeps its own, and decoding runs safely in many threads at once. The pixel
+limit is checked from the header here; what Pillow itself warns about (a damaged EXIF block) goes to the
+program's warnings filters like any library's warning. The one addition is pillow-heif's opener, registered
+with Pillow the first time a HEIC/HEIF file is met.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
-import warnings
+import struct
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ImageError
 
-#: File name suffixes that are listed as images when walking folders.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-#: Formats Pillow may decode for us (MPO is the multi-picture JPEG many phones write).
-ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "TIFF"})
+#: File name suffixes that are listed as images when walking folders. HEIC/HEIF and AVIF files are listed
+#: even where they cannot be decoded, so that a phone's photos are reported (with what to install), never lost.
+IMAGE_SUFFIXES = tuple(".jpg .jpeg .png .bmp .gif .webp .tif .tiff .heic .heif .avif".split())
+#: Formats Pillow may decode for us (MPO is the multi-picture JPEG many phones write; AVIF and HEIF only
+#: open where a plugin reads them).
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "TIFF", "AVIF", "HEIF"})
 #: Images with more pixels than this are refused from their header, before any pixel is decoded.
 MAX_PIXELS = 64_000_000
 #: Files larger than this are refused before reading.
 MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Why a HEIC/HEIF file is skipped where pillow-heif is not installed.
+HEIF_MISSING = 'HEIC/HEIF image: install pillow-heif to read it (pip install "edgecnn[heif]")'
+#: Why an AVIF file is skipped where this Pillow cannot read AVIF.
+AVIF_MISSING = (
+    "AVIF image: this Pillow cannot read AVIF; install Pillow 11.3 or later (pip install -U pillow)"
+)
 
-# Pillow's own guard warns at MAX_IMAGE_PIXELS and raises at twice that; we check the header ourselves
-# with a clearer message, and keep Pillow's guard as a second line.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-cv2.setNumThreads(1)  # parallelism comes from our worker threads; OpenCV's own pool only adds contention
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"heif", b"mif1", b"msf1"})
+_HEIF_LOCK = threading.Lock()
 
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"%PDF", 0, "a PDF document"),
-    (b"ftypheic", 4, "a HEIC/HEIF image (not supported: convert it to JPEG or PNG)"),
-    (b"ftypheix", 4, "a HEIC/HEIF image (not supported: convert it to JPEG or PNG)"),
-    (b"ftypmif1", 4, "a HEIC/HEIF image (not supported: convert it to JPEG or PNG)"),
-    (b"ftypavif", 4, "an AVIF image (not supported: convert it to JPEG or PNG)"),
     (b"<!DOCTYPE html", 0, "an HTML page"),
     (b"<html", 0, "an HTML page"),
     (b"PK\x03\x04", 0, "a ZIP archive"),
@@ -61,6 +73,47 @@ def describe_bytes(head: bytes) -> str | None:
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head[:256]):
         return "a text file"
     return None
+
+
+def iso_image_kind(head: bytes) -> str | None:
+    """The kind of an ISO-BMFF image file ("AVIF" or "HEIF") from its ``ftyp`` brands; None for others."""
+    if len(head) < 12 or head[4:8] != b"ftyp":
+        return None
+    (size,) = struct.unpack(">I", head[:4])
+    end = min(len(head), size) if size >= 16 else 12
+    brands = {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+    if brands & _AVIF_BRANDS:
+        return "AVIF"
+    if brands & _HEIF_BRANDS:
+        return "HEIF"
+    return None
+
+
+@functools.cache
+def can_read_avif() -> bool:
+    """Whether this Pillow reads AVIF (11.3 and later wheels do; older ones and builds without libavif not)."""
+    try:
+        return "avif" in features.modules and bool(features.check_module("avif"))
+    except ValueError:
+        return False
+
+
+def can_read_heif() -> bool:
+    """Whether Pillow opens HEIC/HEIF files, registering pillow-heif's opener the first time one is met.
+
+    pillow-heif is optional and registered only on demand, so a program that never meets a HEIC file keeps
+    Pillow's registry as it was.
+    """
+    if "HEIF" in Image.OPEN:  # already registered (by us, or by the program that embeds edgecnn)
+        return True
+    with _HEIF_LOCK:
+        if "HEIF" not in Image.OPEN:
+            try:
+                import pillow_heif
+            except ImportError:
+                return False
+            pillow_heif.register_heif_opener()
+    return "HEIF" in Image.OPEN
 
 
 def load_image(source: str | os.PathLike[str] | bytes, spec: InputSpec) -> np.ndarray:
@@ -130,39 +183,48 @@ def decode_image(
 
 
 def _decode_stream(stream: BinaryIO, draft_size: tuple[int, int] | None) -> np.ndarray:
-    head = stream.read(64)
+    head = stream.read(256)
     stream.seek(0)
+    kind = iso_image_kind(head)
+    if kind == "HEIF" and not can_read_heif():
+        raise ImageError(HEIF_MISSING)
+    if kind == "AVIF" and not can_read_avif():
+        raise ImageError(AVIF_MISSING)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the image itself still decodes
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(stream)
-            fmt = img.format or "unknown"
-            if fmt not in ALLOWED_FORMATS:
-                raise ImageError(
-                    f"unsupported image format {fmt} (supported: {', '.join(sorted(ALLOWED_FORMATS))})"
-                )
-            width, height = img.size
-            if width < 1 or height < 1:
-                raise ImageError(f"image has no pixels ({width}x{height})")
-            if width * height > MAX_PIXELS:
-                raise ImageError(
-                    f"image declares {width}x{height} pixels, over the {MAX_PIXELS // 1_000_000} MP limit "
-                    "(possible decompression bomb)"
-                )
-            if draft_size is not None and fmt in ("JPEG", "MPO") and img.mode in ("RGB", "L"):
-                side = max(draft_size)  # EXIF rotation may swap the axes: keep both sides at least this big
-                img.draft(img.mode, (side, side))
-            img.load()
-            return _to_array(ImageOps.exif_transpose(img))
+        img = Image.open(stream)
+        fmt = img.format or "unknown"
+        if fmt not in ALLOWED_FORMATS:
+            raise ImageError(
+                f"unsupported image format {fmt} (supported: {', '.join(sorted(ALLOWED_FORMATS))})"
+            )
+        width, height = img.size
+        if width < 1 or height < 1:
+            raise ImageError(f"image has no pixels ({width}x{height})")
+        if width * height > MAX_PIXELS:  # from the header, before any pixel is decoded
+            raise ImageError(
+                f"image declares {width}x{height} pixels, over the {MAX_PIXELS // 1_000_000} MP limit "
+                "(possible decompression bomb)"
+            )
+        if draft_size is not None and fmt in ("JPEG", "MPO") and img.mode in ("RGB", "L"):
+            side = max(draft_size)  # EXIF rotation may swap the axes: keep both sides at least this big
+            img.draft(img.mode, (side, side))
+        img.load()
+        return _to_array(ImageOps.exif_transpose(img))
     except ImageError:
         raise
     except UnidentifiedImageError:
-        what = describe_bytes(head)
+        if kind is not None:
+            raise ImageError(
+                f"cannot decode image (a damaged {kind} file, or one its decoder cannot read)"
+            ) from None
+        what = describe_bytes(head[:64])
         raise ImageError(f"not an image file ({what})" if what else "not a recognised image format") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard, at whatever limit the program set (a warning counts where it made warnings errors).
+        pillow = Image.MAX_IMAGE_PIXELS or MAX_PIXELS
+        limit = min(MAX_PIXELS, pillow if isinstance(exc, Image.DecompressionBombWarning) else 2 * pillow)
         raise ImageError(
-            f"image is over the {MAX_PIXELS // 1_000_000} MP limit (possible decompression bomb)"
+            f"image is over the {limit // 1_000_000} MP limit (possible decompression bomb)"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
         # Pillow reports truncated and corrupt data with these; the message is the useful part.
@@ -185,12 +247,16 @@ def pil_to_array(img: Image.Image) -> np.ndarray:
 def _to_array(img: Image.Image) -> np.ndarray:
     """Convert any Pillow mode to uint8 RGB (H, W, 3) or grey (H, W, 1), compositing alpha over white."""
     mode = img.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit data maps 0..65535 onto 0..255 whatever its content: a dark image stays dark.
+        arr16 = np.asarray(img).astype(np.float64) / 257.0
+        return np.round(np.clip(arr16, 0, 255)).astype(np.uint8)[:, :, None]
+    if mode in ("I", "F"):
         arr = np.asarray(img)
         if mode == "F":
             arr = np.clip(np.nan_to_num(arr), 0, 255)
         elif arr.max(initial=0) > 255:
-            arr = arr.astype(np.float64) / 257.0  # 16-bit data: map 0..65535 onto 0..255
+            arr = arr.astype(np.float64) / 257.0  # 32-bit integers have no fixed range; 16-bit data is common
         return np.round(np.clip(arr, 0, 255)).astype(np.uint8)[:, :, None]
     if mode == "1":
         img = img.convert("L")

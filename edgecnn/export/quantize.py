@@ -2,7 +2,8 @@
 
 Calibration images go through ``imaging.load_image``, the preprocessing the model was trained with. The
 result is checked on a labelled folder: accuracy against the fp32 model, top-1 agreement, and the speed-up
-measured here; an int8 model that loses more than the budget is not written. ``method="auto"`` tries the
+measured here; an int8 model that loses more than the budget is not written, nor one that no labelled image
+can check, unless the gate is turned off (the contract then says so). ``method="auto"`` tries the
 calibration methods with and without per-channel weights and keeps the most accurate within the budget.
 """
 
@@ -24,10 +25,22 @@ from edgecnn.core.contract import ModelContract
 from edgecnn.core.dataset import Sample
 from edgecnn.core.decode import iter_batches
 from edgecnn.core.errors import ConfigError, DatasetError, DependencyError, ExportError
-from edgecnn.core.onnxfile import load_onnx, op_counts, read_contract, save_onnx, set_contract
+from edgecnn.core.onnxfile import (
+    file_sha256,
+    load_onnx,
+    op_counts,
+    opset_of,
+    read_contract,
+    save_onnx,
+    set_contract,
+)
 
 METHODS = ("minmax", "entropy", "percentile")
 METHOD_CHOICES = (*METHODS, "auto")
+NO_LABELS_HINT = (
+    "pass --eval DIR (one sub-folder per class, named as the model's labels), or --no-accuracy-gate to write "
+    "the int8 model unchecked (its contract records that)"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +89,7 @@ class QuantizeResult:
     candidates: list[Candidate] = field(default_factory=list)
     max_accuracy_drop: float = 1.0
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # calibration and evaluation files
+    accuracy_gate: str = "passed"  # or "off (budget not enforced)", "skipped (no labelled images)"
 
     @property
     def speedup(self) -> float:
@@ -97,9 +111,8 @@ class QuantizeResult:
             "eval_images": self.eval_images,
             "fp32_accuracy": self.fp32_accuracy,
             "int8_accuracy": self.int8_accuracy,
-            "accuracy_drop_pp": None
-            if self.fp32_accuracy is None or self.int8_accuracy is None
-            else round((self.fp32_accuracy - self.int8_accuracy) * 100, 3),
+            "accuracy_drop_pp": drop_pp(self.fp32_accuracy, self.int8_accuracy),
+            "accuracy_gate": self.accuracy_gate,
             "top1_agreement": self.agreement,
             "latency_batch": self.latency_batch,
             "fp32_latency_ms": round(self.fp32_latency_ms, 3),
@@ -109,6 +122,13 @@ class QuantizeResult:
             "candidates": [c.to_dict() for c in self.candidates],
             "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
         }
+
+
+def drop_pp(fp32_accuracy: float | None, int8_accuracy: float | None) -> float | None:
+    """The accuracy lost by int8, in percentage points (rounded to 0.001), or None when not measured."""
+    if fp32_accuracy is None or int8_accuracy is None:
+        return None
+    return round((fp32_accuracy - int8_accuracy) * 100, 3)
 
 
 def _quantization_api() -> Any:
@@ -223,6 +243,7 @@ def quantize_model(
     max_accuracy_drop: float = 1.0,
     force: bool = False,
     latency_batch: int = 8,
+    accuracy_gate: bool = True,
 ) -> QuantizeResult:
     """Quantise an edgecnn fp32 ONNX model to int8 and check it against the fp32 model.
 
@@ -231,27 +252,29 @@ def quantize_model(
         output: Where the int8 model goes (written atomically).
         calib_samples: Images to calibrate on (labels unused).
         calib_source: Where they came from, for the contract.
-        eval_samples: Labelled images for accuracy and agreement (needed by ``method="auto"``).
+        eval_samples: Labelled images for accuracy and agreement (needed by ``method="auto"`` and the gate;
+            unlabelled ones, label -1, give agreement only).
         method: "minmax", "entropy", "percentile" or "auto".
         per_channel: Per-channel weight scales (ignored by "auto", which tries both).
-        max_accuracy_drop: Largest accuracy loss allowed, in percentage points.
+        max_accuracy_drop: Largest accuracy loss allowed, in percentage points (0 or more).
         force: Overwrite an existing output.
         latency_batch: Batch size of the speed comparison.
+        accuracy_gate: Enforce ``max_accuracy_drop``, which needs labelled images. Off: accuracy is measured
+            when it can be, the budget is not enforced, and the contract's ``accuracy_gate`` says so.
 
     Raises:
+        ConfigError: Bad options, or the gate is on and no labelled image can be read.
         ExportError: No candidate within the accuracy budget (nothing is written).
     """
     say = logger.info
     if method not in METHOD_CHOICES:
         raise ConfigError(f"unknown --calib-method {method!r}; choose from {', '.join(METHOD_CHOICES)}")
-    if max_accuracy_drop < 0:
+    if not max_accuracy_drop >= 0:  # NaN too: no drop is ever within it
         raise ConfigError(f"--max-accuracy-drop must be 0 or more, got {max_accuracy_drop}")
     fp32 = load_onnx(fp32_path)
     contract = read_contract(fp32, what=str(fp32_path))
     if contract.quantization:
         raise ConfigError(f"{fp32_path} is already quantised; quantise the fp32 model")
-    from edgecnn.core.onnxfile import opset_of
-
     if opset_of(fp32) > 20:
         raise ConfigError(
             f"static int8 needs opset 20 or lower (the model has {opset_of(fp32)}); re-export with --opset 17"
@@ -259,12 +282,6 @@ def quantize_model(
     if method == "auto" and not eval_samples:
         raise ConfigError("--calib-method auto needs labelled images to compare candidates: pass --eval DIR")
 
-    say(f"decoding {len(calib_samples)} calibration images...")
-    calib, _, calib_bad = decode_batches(calib_samples, contract, batch_size=8)
-    calib_count = sum(len(b) for b in calib)
-    if not calib_count:
-        raise DatasetError(f"none of the calibration images in {calib_source} could be read")
-    _log_skipped(say, "calibration", calib_bad)
     eval_bad: list[tuple[Path, str]] = []
     eval_batches: list[np.ndarray] = []
     eval_labels: np.ndarray = np.zeros(0, np.int64)
@@ -274,14 +291,33 @@ def quantize_model(
         say(f"decoding {len(eval_samples)} evaluation images...")
         eval_batches, label_batches, eval_bad = decode_batches(eval_samples, contract, batch_size=32)
         _log_skipped(say, "evaluation", eval_bad)
-        eval_labels = np.concatenate(label_batches) if label_batches else eval_labels
+    if eval_batches:
+        eval_labels = np.concatenate(label_batches)
         fp32_probs = predict_all(fp32_path, eval_batches)
         labelled = eval_labels >= 0
-        fp32_acc = (
-            float((fp32_probs.argmax(1)[labelled] == eval_labels[labelled]).mean())
-            if labelled.any()
-            else None
-        )
+        if labelled.any():
+            fp32_acc = float((fp32_probs.argmax(1)[labelled] == eval_labels[labelled]).mean())
+    if fp32_acc is None and accuracy_gate:
+        given = sum(1 for _, label in eval_samples or [] if label >= 0)
+        why = f"none of the {given} could be read" if given else "none given"
+        raise ConfigError(f"no labelled images to check int8 accuracy ({why}); {NO_LABELS_HINT}")
+    measured = fp32_acc is not None
+    gate = (
+        "passed"
+        if accuracy_gate
+        else "off (budget not enforced)"
+        if measured
+        else "skipped (no labelled images)"
+    )
+    if not accuracy_gate:
+        logger.warning(f"int8 accuracy gate {gate}: --max-accuracy-drop is not checked")
+
+    say(f"decoding {len(calib_samples)} calibration images...")
+    calib, _, calib_bad = decode_batches(calib_samples, contract, batch_size=8)
+    calib_count = sum(len(b) for b in calib)
+    if not calib_count:
+        raise DatasetError(f"none of the calibration images in {calib_source} could be read")
+    _log_skipped(say, "calibration", calib_bad)
 
     candidates = (
         [Candidate(m, pc) for m in METHODS for pc in (True, False)]
@@ -316,7 +352,7 @@ def quantize_model(
                     + (f"accuracy {cand.accuracy * 100:.2f}% " if cand.accuracy is not None else "")
                     + f"agreement {cand.agreement * 100:.2f}%"
                 )
-        usable = [c for c in candidates if c.error is None and c.within_budget is not False]
+        usable = [c for c in candidates if c.error is None and (c.within_budget or not accuracy_gate)]
         if not usable:
             detail = "; ".join(
                 f"{c.method}/{'per-channel' if c.per_channel else 'per-tensor'}: {_score(c)}"
@@ -344,7 +380,10 @@ def quantize_model(
                 "int8_accuracy": chosen.accuracy,
                 "top1_agreement": chosen.agreement,
                 "eval_images": int(len(eval_labels)),
-                "fp32_sha256": _sha(fp32_path),
+                "fp32_sha256": file_sha256(fp32_path),
+                "accuracy_gate": gate,
+                "max_accuracy_drop_pp": max_accuracy_drop if accuracy_gate else None,
+                "accuracy_drop_pp": drop_pp(fp32_acc, chosen.accuracy),
             }
         )
         set_contract(int8, int8_contract)
@@ -377,6 +416,7 @@ def quantize_model(
         candidates=candidates,
         max_accuracy_drop=max_accuracy_drop,
         skipped=list(dict.fromkeys([*calib_bad, *eval_bad])),
+        accuracy_gate=gate,
     )
 
 
@@ -400,9 +440,3 @@ def _ort_version() -> str:
         return str(onnxruntime.__version__)
     except ImportError:
         return "unknown"
-
-
-def _sha(path: Path) -> str:
-    from edgecnn.core.onnxfile import file_sha256
-
-    return file_sha256(path)

@@ -28,7 +28,6 @@ from edgecnn.runtime.providers import (
     has_nvidia_device,
     import_onnxruntime,
     preload_cuda_libraries,
-    runtime_warnings,
 )
 
 
@@ -135,7 +134,7 @@ class Predictor:
             reason = f"{wanted[0]} is not in this ONNX Runtime build (available: {', '.join(available)})"
         else:
             preload_cuda_libraries(self.ort)
-            with capture_native_output() as log, runtime_warnings(self.ort):
+            with capture_native_output() as log:  # the default logger's warnings say why the provider failed
                 session = self._create([name, "CPUExecutionProvider"], threads)
             actual = session.get_providers()
             if actual and actual[0] == name:

@@ -11,7 +11,7 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -80,7 +80,8 @@ def import_onnxruntime() -> Any:
         raise DependencyError(
             f"ONNX Runtime is not installed ({exc}): pip install onnxruntime-gpu (or onnxruntime)"
         ) from None
-    ort.set_default_logger_severity(3)  # errors only; provider failures are captured and reported by us
+    # ONNX Runtime's default logger is process-wide and left as the program set it; our sessions set their own
+    # severity (SessionOptions.log_severity_level), and provider start-up logs are captured where they happen.
     return ort
 
 
@@ -118,16 +119,6 @@ def has_nvidia_device() -> bool:
     if Path("/dev/dxg").exists():  # WSL2 exposes the GPU through /dev/dxg, without /dev/nvidia*
         return True
     return Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
-
-
-@contextlib.contextmanager
-def runtime_warnings(ort: Any) -> Iterator[None]:
-    """Let ONNX Runtime log warnings while a GPU provider starts: its requirement line is a warning."""
-    ort.set_default_logger_severity(2)
-    try:
-        yield
-    finally:
-        ort.set_default_logger_severity(3)
 
 
 def preload_cuda_libraries(ort: Any) -> None:
@@ -188,7 +179,7 @@ def probe_providers(names: Sequence[str] | None = None) -> list[ProviderStatus]:
             continue
         if full != "CPUExecutionProvider" and full in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
             preload_cuda_libraries(ort)
-        with capture_native_output() as log, runtime_warnings(ort):
+        with capture_native_output() as log:  # the default logger's warnings say why a provider cannot start
             try:
                 opts = ort.SessionOptions()
                 opts.log_severity_level = 3

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.dataset import Sample, Skipped
-from edgecnn.core.errors import ImageError
+from edgecnn.core.decode import skip_reason
 from edgecnn.core.imaging import load_image
 
 
@@ -45,8 +45,8 @@ def make_dataset(
         name = path.decode("utf-8", "surrogateescape")
         try:
             return load_image(name, spec), np.bool_(True)
-        except ImageError as exc:
-            failures.append((Path(name), str(exc)))
+        except Exception as exc:  # any decoder error drops this file with its reason, never the whole run
+            failures.append((Path(name), skip_reason(exc)))
             return np.zeros((h, w, c), np.uint8), np.bool_(False)
 
     def _map(path: Any, label: Any) -> tuple[Any, Any, Any]:

@@ -1,26 +1,32 @@
-"""Training plots: learning curves, confusion matrix and a grid of misclassified images (matplotlib, Agg)."""
+"""Training plots: learning curves, confusion matrix and a grid of misclassified images.
+
+Figures are drawn with matplotlib's object API on an Agg canvas, never through pyplot: the backend, pyplot's
+figure list and anything else process-wide stay as the program that calls edgecnn set them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure drawn on its own Agg canvas (PNG output, no window, no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def plot_curves(history: dict[str, list[float]], path: Path, phase_starts: Sequence[int] = ()) -> None:
     """Loss and accuracy, training and validation, per epoch."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = history.get(prefix + key)
@@ -42,17 +48,16 @@ def plot_curves(history: dict[str, list[float]], path: Path, phase_starts: Seque
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_confusion(
     confusion: np.ndarray, classes: Sequence[str], path: Path, title: str = "confusion matrix"
 ) -> None:
     """The confusion matrix as a heat map with counts (rows: true, columns: predicted)."""
-    plt = _pyplot()
     n = len(classes)
     size = max(4.0, 0.6 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = _figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(confusion, cmap="Blues")
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)
@@ -68,7 +73,6 @@ def plot_confusion(
             )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_misclassified(
@@ -79,11 +83,11 @@ def plot_misclassified(
     path: Path,
 ) -> None:
     """A grid of wrongly classified images with their true and predicted labels (at most 25)."""
-    plt = _pyplot()
     count = min(len(images), 25)
     cols = 5
     rows = max(1, (count + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2, rows * 2.5), squeeze=False)
+    fig = _figure(figsize=(cols * 2.2, rows * 2.5))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k in range(count):
@@ -98,4 +102,3 @@ def plot_misclassified(
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
