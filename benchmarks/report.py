@@ -280,6 +280,62 @@ def benchmark_section() -> str:
     return "\n".join(lines)
 
 
+GPU_NOT_MEASURED = """## GPU (CUDA and TensorRT): not yet measured
+
+No GPU was available for this work: every GPU figure is still unmeasured, and none is given here. On a machine
+with an NVIDIA GPU, `onnxruntime-gpu[cuda,cudnn]` and, for TensorRT, the `tensorrt-cu*-libs` wheel that
+`edgecnn doctor` names for the installed ONNX Runtime, one command produces the GPU tables:
+
+```bash
+python benchmarks/gpu.py --run runs/cats_dogs-cnn --vgg16
+```
+
+It writes `benchmarks/results/gpu.json` with:
+
+- model-alone images/s of the fp32, fp16 and int8 files on cpu, cuda and tensorrt at batch 1, 8, 32, 128 and 256,
+  for the cats_dogs CNN and VGG16 at 224 px (the rows of `edgecnn benchmark --provider cpu,cuda,tensorrt`, with
+  the GPU's name, driver, the CUDA version ONNX Runtime was built for and the TensorRT version);
+- the CUDA provider's options against edgecnn's defaults (`prefer_nhwc`, `cudnn_conv_algo_search HEURISTIC`,
+  `cudnn_conv_use_max_workspace` off, TF32 off), IO binding against a plain run, and CUDA graphs on a padded
+  fixed batch;
+- TensorRT's first-run engine build time with an empty engine cache and again from the cache;
+- parity of every GPU row with the same file and with the fp32 file on the CPU;
+- `webcam` per-frame latency on a generated 640x480 video, CUDA and TensorRT against the CPU.
+
+Until that run exists, the CUDA defaults (`edgecnn.runtime.cuda.CudaOptions`: exhaustive cuDNN algorithm search,
+maximum workspace, NHWC kernels off, CUDA graphs off, TF32 on) are ONNX Runtime's documented defaults, chosen
+but not measured here, and the claim that int8 QDQ files are slow on the CUDA provider is ONNX Runtime's
+documented behaviour, not an edgecnn measurement. `pytest -m gpu` (tests/test_gpu.py) checks parity per provider
+and precision, IO binding, CUDA graphs and the TensorRT engine cache on the same machine.
+"""
+
+
+def gpu_section() -> str:
+    """The GPU tables from results/gpu.json (benchmarks/gpu.py on a GPU machine), or what would produce them."""
+    r = load("gpu")
+    if r is None:
+        return GPU_NOT_MEASURED
+    lines = ["## GPU (CUDA and TensorRT)\n", provenance(r), ""]
+    for arch in ("cnn", "vgg16"):
+        part = r.get(arch)
+        if not part:
+            continue
+        gpu = (part.get("throughput") or {}).get("gpu") or {}
+        lines.append(
+            f"### {arch}: model alone, images/s ({gpu.get('name', 'no GPU')}, driver {gpu.get('driver', '?')})\n"
+        )
+        lines.append("| file | precision | provider | batch | images/s | median ms | status |")
+        lines.append("|---|---|---|---:|---:|---:|---|")
+        for row in (part.get("throughput") or {}).get("rows", []):
+            ips = row.get("images_per_second")
+            lines.append(
+                f"| {row.get('model')} | {row.get('precision')} | {row.get('provider')} | {row.get('batch_size')} "
+                f"| {'' if ips is None else f'{ips:,.0f}'} | {row.get('median_ms') or ''} | {row.get('reason') or row.get('status')} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
 def reliability_section() -> str:
     r = load("reliability")
     if r is None:
@@ -296,6 +352,7 @@ def main() -> None:
         "classify_e2e",
         "webcam_stages",
         "benchmark_cli",
+        "gpu",
         "reliability",
     ]
     results = [x for x in (load(n) for n in names) if x]
@@ -311,6 +368,7 @@ def main() -> None:
         classify_section(),
         webcam_section(),
         benchmark_section(),
+        gpu_section(),
         reliability_section(),
     ]
     DOC.parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,26 @@ def print_export(result: Any) -> dict[str, Any]:
             f"speed on this machine (CPU, batch {q.latency_batch}): fp32 {q.fp32_latency_ms:.1f} ms, "
             f"int8 {q.int8_latency_ms:.1f} ms ({q.speedup:.2f}x)"
         )
+    h = result.fp16
+    if h is not None:
+        summary["fp16"] = h.to_dict()
+        say(f"wrote {h.output} ({h.fp16_size / 1e6:.2f} MB, {h.size_ratio * 100:.0f}% of fp32)")
+        if h.fp32_accuracy is not None and h.fp16_accuracy is not None:
+            gate = (
+                f"budget {h.max_accuracy_drop} pp"
+                if h.accuracy_gate == "passed"
+                else f"accuracy gate {h.accuracy_gate}"
+            )
+            say(
+                f"accuracy on {h.eval_images} images: fp32 {h.fp32_accuracy * 100:.2f}%, fp16 {h.fp16_accuracy * 100:.2f}% "
+                f"(drop {(h.fp32_accuracy - h.fp16_accuracy) * 100:+.2f} pp, {gate}); "
+                f"max |p_fp32 - p_fp16| {h.parity.max_abs_diff:.1e} on {h.parity.images} images ({h.gate_provider})"
+            )
+        say(
+            f"speed on this machine (CPU, batch {h.latency_batch}): fp32 {h.fp32_latency_ms:.1f} ms, "
+            f"fp16 {h.fp16_latency_ms:.1f} ms ({h.speedup:.2f}x; the CPU provider runs most fp16 nodes in "
+            "float32: fp16 is for GPUs)"
+        )
     return summary
 
 

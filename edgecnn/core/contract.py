@@ -94,6 +94,7 @@ class ModelContract:
     output_activation: str = "softmax"
     training: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
+    precision: str | None = None  # written for fp16 models; None: fp32, or int8 with a quantization block
     source: dict[str, Any] = field(default_factory=dict)
     edgecnn_version: str = __version__
     schema: str = SCHEMA
@@ -110,6 +111,11 @@ class ModelContract:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    @property
+    def numeric_precision(self) -> str:
+        """fp32, fp16 or int8: the precision field when written, else int8 for a quantised model, else fp32."""
+        return self.precision or ("int8" if self.quantization else "fp32")
+
     def with_updates(self, **changes: Any) -> ModelContract:
         """A copy with some fields replaced (the contract is immutable)."""
         return replace(self, **changes)
@@ -118,6 +124,8 @@ class ModelContract:
         data = asdict(self)
         data["labels"] = _listed(self.labels)
         data["input"]["value_range"] = _listed(self.input.value_range)
+        if data["precision"] is None:  # absent, as in every file written before fp16 models existed
+            del data["precision"]
         # Keep the schema first so that a human reading the metadata sees it at once.
         return {"schema": data.pop("schema"), **data}
 

@@ -78,6 +78,7 @@ class ExportResult:
     size_bytes: int
     seconds: float
     int8: Any = None  # quantize.QuantizeResult when --int8 was given
+    fp16: Any = None  # fp16.Fp16Result when --fp16 was given
     notes: list[str] = field(default_factory=list)
 
 
@@ -197,7 +198,9 @@ def export_model(
     if out_path.suffix.lower() != ".onnx":
         raise ConfigError(f"the output must end in .onnx, got {out_path}")
     if out_path.exists() and not force:
-        raise OutputError(f"{out_path} exists; pass --force to overwrite it (or --int8 alone to reuse it)")
+        raise OutputError(
+            f"{out_path} exists; pass --force to overwrite it (or --int8/--fp16 alone to reuse it)"
+        )
     contract = load_keras_contract(model_path)
     report = run_report(run_dir)
     samples, sample_source = parity_samples(contract, report, calib_dir, eval_dir, parity_images)
@@ -267,11 +270,15 @@ def export_all(
     opset: int = DEFAULT_OPSET,
     force: bool = False,
     accuracy_gate: bool = True,
+    fp16: bool = False,
+    fp16_output: str | Path | None = None,
 ) -> ExportResult:
-    """``edgecnn export``: the fp32 file with its parity gate, then (with ``int8``) the calibrated int8 file.
+    """``edgecnn export``: the fp32 file with its parity gate, then (with ``int8``) the calibrated int8 file and
+    (with ``fp16``) the fp16 file with its parity gate against fp32 (``export.fp16``).
 
-    With ``int8`` and an fp32 file already exported from the same .keras file, the fp32 file is reused. The
-    int8 accuracy gate needs labelled images: without them nothing is written, unless ``accuracy_gate`` is off.
+    With ``int8`` or ``fp16`` and an fp32 file already exported from the same .keras file, the fp32 file is
+    reused. The int8 and fp16 accuracy gates need labelled images: without them nothing is written, unless
+    ``accuracy_gate`` is off.
 
     Raises:
         ConfigError: Bad options, or the accuracy gate is on and there are no labelled images.
@@ -286,19 +293,31 @@ def export_all(
         )
     if calib_size < 1:
         raise ConfigError(f"--calib-size must be at least 1, got {calib_size}")
-    if int8 and not max_accuracy_drop >= 0:  # also refuses NaN, which no drop could ever be within
+    if (int8 or fp16) and not max_accuracy_drop >= 0:  # also refuses NaN, which no drop could be within
         raise ConfigError(f"--max-accuracy-drop must be 0 or more, got {max_accuracy_drop}")
+    from edgecnn.export.fp16 import export_fp16, fp16_path_for, fp16_samples
+
     model_path, run_dir = resolve_source(source)
     fp32_path = Path(output) if output else run_dir / "model.onnx"
     int8_path = Path(int8_output) if int8_output else int8_path_for(fp32_path)
-    if int8 and int8_path.exists() and not force:
-        raise OutputError(f"{int8_path} exists; pass --force to overwrite it")
-    if int8:
+    fp16_path = Path(fp16_output) if fp16_output else fp16_path_for(fp32_path)
+    for wanted, path in ((int8, int8_path), (fp16, fp16_path)):
+        if wanted and path.exists() and not force:
+            raise OutputError(f"{path} exists; pass --force to overwrite it")
+    if fp16 and fp16_path.suffix.lower() != ".onnx":
+        raise ConfigError(f"the fp16 output must end in .onnx, got {fp16_path}")
+    if int8 or fp16:
         contract = load_keras_contract(model_path)
+    if int8:
         calib, calib_source, evals, eval_source = int8_samples(
             contract, run_report(run_dir), calib_dir, calib_size, eval_dir, accuracy_gate
         )
-    reused = current_fp32(fp32_path, model_path) if int8 and not force and fp32_path.exists() else None
+    if fp16:
+        half_samples, half_source = fp16_samples(
+            contract, run_report(run_dir), calib_dir, eval_dir, accuracy_gate
+        )
+    derived = int8 or fp16
+    reused = current_fp32(fp32_path, model_path) if derived and not force and fp32_path.exists() else None
     if reused is not None:
         say(f"{fp32_path} is already an export of {model_path}: reusing it")
         result = ExportResult(
@@ -308,6 +327,10 @@ def export_all(
     else:
         result = export_model(
             model_path, fp32_path, opset=opset, force=force, calib_dir=calib_dir, eval_dir=eval_dir
+        )
+    if fp16:
+        result.fp16 = export_fp16(
+            fp32_path, fp16_path, half_samples, half_source, max_accuracy_drop, accuracy_gate, force
         )
     if not int8:
         return result

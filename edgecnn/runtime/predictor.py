@@ -4,10 +4,15 @@ ONNX Runtime lists CUDA and TensorRT as available wherever the GPU package is in
 the CPU when a session cannot start them, logging the reason to the process's stderr. The predictor checks
 ``session.get_providers()`` to learn what really runs, captures that log to give a one-line reason, and fails
 when a provider asked for by name cannot run (unless fallback was allowed).
+
+On a GPU the session gets deliberate provider options (``runtime.cuda.CudaOptions``; TensorRT's engine cache
+and precision flags from ``runtime.tensorrt``), runs through IO binding by default, and says what an int8 QDQ
+model costs on the CUDA provider instead of silently running a slow path.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -19,16 +24,23 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.contract import ModelContract, contract_from_metadata
-from edgecnn.core.errors import ContractError, ModelFileError, ProviderError
+from edgecnn.core.errors import ConfigError, ContractError, ModelFileError, ProviderError
 from edgecnn.core.nativeio import capture_native_output
+from edgecnn.runtime.cuda import BoundRunner, CudaOptions, padded_chunks, pinned_memory_info
+from edgecnn.runtime.precision import int8_on_cuda_advice
 from edgecnn.runtime.providers import (
     PROVIDER_CHOICES,
     PROVIDERS,
     explain_provider_failure,
+    failure_hint,
     has_nvidia_device,
     import_onnxruntime,
     preload_cuda_libraries,
 )
+from edgecnn.runtime.tensorrt import TensorrtOptions, discard_unused_cache
+from edgecnn.runtime.tensorrt import session_options as tensorrt_session_options
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +53,7 @@ class SessionInfo:
     note: str | None = None  # why the requested provider is not the one running
     threads: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    advice: str | None = None  # what this model costs on this provider, when another file would do better
 
     def describe(self) -> str:
         text = f"provider {self.provider}"
@@ -49,7 +62,9 @@ class SessionInfo:
         threads = self.threads if self.threads else "runtime default (one per physical core)"
         spin = "on" if self.options.get("spinning") else "off"
         optimisation = self.options.get("graph_optimization", "all")
-        return f"{text}; threads {threads}; graph optimisation {optimisation}; thread spinning {spin}"
+        text = f"{text}; threads {threads}; graph optimisation {optimisation}; thread spinning {spin}"
+        binding = self.options.get("io_binding")
+        return f"{text}; {binding}" if binding and binding != "off" else text
 
 
 class Predictor:
@@ -62,11 +77,18 @@ class Predictor:
         fallback: When an explicitly requested provider cannot run, use the CPU instead of failing.
         spin: Let idle intra-op threads spin-wait for work. Off by default: spinning threads take the CPU
             time that decoding threads need in a pipeline; turn it on for back-to-back single-model runs.
+        cuda: CUDA provider options (default ``CudaOptions()``: ONNX Runtime's documented defaults).
+        tensorrt: TensorRT options (default: ``TensorrtOptions.for_precision`` of the model, cache on).
+        io_binding: Run through IO binding with buffers kept between calls (default: on for CUDA and
+            TensorRT, off on the CPU, where it saves nothing).
+        pad_batch: Pad every batch to this many images (chunks of it): one fixed input shape, which CUDA
+            graphs (``CudaOptions(enable_cuda_graph=True)``) need.
 
     Raises:
         ModelFileError: The file is missing, not ONNX, or unreadable.
         ContractError: The contract is missing, malformed, or disagrees with the graph.
         ProviderError: The requested provider cannot run and ``fallback`` is off.
+        ConfigError: Inconsistent options (CUDA graphs without ``pad_batch`` or IO binding).
     """
 
     def __init__(
@@ -76,15 +98,31 @@ class Predictor:
         threads: int | None = None,
         fallback: bool = False,
         spin: bool = False,
+        *,
+        cuda: CudaOptions | None = None,
+        tensorrt: TensorrtOptions | None = None,
+        io_binding: bool | None = None,
+        pad_batch: int | None = None,
     ) -> None:
         self.path = Path(model_path)
         self.spin = spin
+        self.runner: BoundRunner | None = None
         if provider not in PROVIDER_CHOICES:
             raise ProviderError(f"unknown provider {provider!r}; choose from {', '.join(PROVIDER_CHOICES)}")
         if threads is not None and threads < 1:
             raise ProviderError(f"--threads must be at least 1, got {threads}")
+        if pad_batch is not None and pad_batch < 1:
+            raise ConfigError(f"pad_batch must be at least 1, got {pad_batch}")
+        self.cuda_options = cuda or CudaOptions()
+        if self.cuda_options.enable_cuda_graph and (pad_batch is None or io_binding is False):
+            raise ConfigError(
+                "CUDA graphs replay one captured input shape through fixed buffers: pass pad_batch=N "
+                "(every batch is padded to N images) and leave io_binding on"
+            )
+        self.tensorrt_options = tensorrt
         check_model_file(self.path)
         self.ort = import_onnxruntime()
+        started = time.perf_counter()
         self.session, self.info = self._open(provider, threads, fallback)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.contract: ModelContract = contract_from_metadata(meta, what=str(self.path))
@@ -93,7 +131,19 @@ class Predictor:
         self.input_name = self.contract.input.name
         self.output_name = self.contract.output_name
         batch_dim = inputs[0].shape[0] if inputs[0].shape else None
-        self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        graph_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        if graph_batch and pad_batch and graph_batch != pad_batch:
+            raise ConfigError(
+                f"{self.path} only takes batches of {graph_batch}; pad_batch={pad_batch} cannot apply"
+            )
+        self.fixed_batch = graph_batch or pad_batch
+        on_gpu = self.info.provider in ("cuda", "tensorrt")
+        if on_gpu if io_binding is None else io_binding:
+            self.runner = self._bound_runner(on_gpu)
+        self.info.options["io_binding"] = self.runner.describe() if self.runner else "off"
+        self._advise()
+        if self.info.provider == "tensorrt":
+            self._first_run(started)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -114,9 +164,24 @@ class Predictor:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         return opts
 
+    def _gpu_providers(self, short: str) -> tuple[list[Any], dict[str, Any]]:
+        """The providers list (with their options) of a CUDA or TensorRT session, and what it states."""
+        cuda = ("CUDAExecutionProvider", self.cuda_options.provider_options())
+        stated: dict[str, Any] = {"cuda": self.cuda_options.to_dict()}
+        if short == "cuda":
+            return [cuda, "CPUExecutionProvider"], stated
+        trt, stated["tensorrt"] = tensorrt_session_options(
+            self.path, self.ort, self.tensorrt_options, self.cuda_options.device_id
+        )
+        return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"], stated
+
     def _open(self, provider: str, threads: int | None, fallback: bool) -> tuple[Any, SessionInfo]:
         available = self.ort.get_available_providers()
-        options = {"graph_optimization": "all", "execution_mode": "sequential", "spinning": self.spin}
+        options: dict[str, Any] = {
+            "graph_optimization": "all",
+            "execution_mode": "sequential",
+            "spinning": self.spin,
+        }
         if provider == "cpu":
             session = self._create(["CPUExecutionProvider"], threads)
             return session, SessionInfo("cpu", session.get_providers(), provider, None, threads, options)
@@ -133,13 +198,15 @@ class Predictor:
         if name not in available:
             reason = f"{wanted[0]} is not in this ONNX Runtime build (available: {', '.join(available)})"
         else:
-            preload_cuda_libraries(self.ort)
+            preload_cuda_libraries(self.ort, tensorrt=wanted[0] == "tensorrt")
+            providers, stated = self._gpu_providers(wanted[0])
             with capture_native_output() as log:  # the default logger's warnings say why the provider failed
-                session = self._create([name, "CPUExecutionProvider"], threads)
+                session = self._create(providers, threads)
             actual = session.get_providers()
             if actual and actual[0] == name:
-                return session, SessionInfo(wanted[0], actual, provider, None, threads, options)
-            reason = explain_provider_failure(wanted[0], log)
+                return session, SessionInfo(wanted[0], actual, provider, None, threads, {**options, **stated})
+            discard_unused_cache((stated.get("tensorrt") or {}).get("cache"))
+            reason = explain_provider_failure(wanted[0], log, failure_hint(self.ort, wanted[0]))
         if provider != "auto" and not fallback:
             raise ProviderError(f"{reason} (add --fallback to run on the CPU instead)")
         session = self._create(["CPUExecutionProvider"], threads)
@@ -147,7 +214,7 @@ class Predictor:
             "cpu", session.get_providers(), provider, f"fell back from {reason}", threads, options
         )
 
-    def _create(self, providers: list[str], threads: int | None) -> Any:
+    def _create(self, providers: list[Any], threads: int | None) -> Any:
         try:
             return self.ort.InferenceSession(
                 str(self.path), sess_options=self._session_options(threads), providers=providers
@@ -155,25 +222,60 @@ class Predictor:
         except Exception as exc:  # ONNX Runtime raises its own Fail/InvalidProtobuf/... types
             raise ModelFileError(describe_load_error(self.path, exc)) from None
 
+    def _bound_runner(self, on_gpu: bool) -> BoundRunner:
+        pinned = pinned_memory_info(self.ort) if on_gpu else None
+        new = self.ort.OrtValue.ortvalue_from_shape_and_type
+
+        def pinned_buffer(shape: tuple[int, ...]) -> Any:
+            return new(list(shape), np.float32, memory_info=pinned)
+
+        return BoundRunner(
+            self.ort,
+            self.session,
+            self.input_name,
+            self.output_name,
+            self.contract.num_classes,
+            device="cuda" if on_gpu else "cpu",
+            device_id=self.cuda_options.device_id,
+            staging=pinned_buffer if pinned is not None else None,
+            staging_name="pinned host buffer"
+            if pinned is not None
+            else "pageable (no pinned allocator exposed)",
+        )
+
+    def _advise(self) -> None:
+        """Say what this model costs on this provider when another file or provider would do better."""
+        if self.info.provider == "cuda" and self.contract.numeric_precision == "int8":
+            self.info.advice = int8_on_cuda_advice(self.path)
+            logger.warning(self.info.advice)
+
+    def _first_run(self, started: float) -> None:
+        """Build (or load) the TensorRT engine now, at the profile's batch, and say how long it took."""
+        stated = self.info.options.get("tensorrt") or {}
+        batch = self.fixed_batch or int(stated.get("opt_batch", 1))
+        self.predict_batch(np.zeros((batch, *self.contract.input.shape), np.float32))
+        seconds = time.perf_counter() - started
+        stated["first_run_s"] = round(seconds, 3)
+        where = stated.get("cache")
+        how = "loaded from its cache" if stated.get("cache_hit") else "built"
+        logger.info(
+            f"TensorRT engine for {self.path.name} {how} in {seconds:.1f} s (session start and first run)"
+            + (f"; cache {where}" if where else "; engine cache off")
+        )
+
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for a float32 NHWC batch of raw pixel values; shape (N, number of labels)."""
         if self.fixed_batch and batch.shape[0] != self.fixed_batch:
-            # A graph with a fixed batch size: run full chunks, padding the last one with zeros.
-            size = self.fixed_batch
-            parts = []
-            for start in range(0, batch.shape[0], size):
-                chunk = batch[start : start + size]
-                real = chunk.shape[0]
-                if real < size:
-                    pad = np.zeros((size - real, *chunk.shape[1:]), chunk.dtype)
-                    chunk = np.concatenate([chunk, pad])
-                parts.append(self._run(chunk)[:real])
+            # A fixed batch size (the graph's, or pad_batch): run full chunks, padding the last with zeros.
+            parts = [self._run(chunk)[:real] for chunk, real in padded_chunks(batch, self.fixed_batch)]
             return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), np.float32)
         return self._run(batch)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self.session is None:
             raise ModelFileError(f"the predictor for {self.path} is closed")
+        if self.runner is not None and len(batch):
+            return self.runner.run(batch)
         result = self.session.run(
             [self.output_name], {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
         )
@@ -194,6 +296,7 @@ class Predictor:
     def close(self) -> None:
         """Release the ONNX Runtime session (and the memory it holds); the predictor cannot run after this."""
         self.session = None
+        self.runner = None
 
     def __enter__(self) -> Predictor:
         return self

@@ -85,8 +85,19 @@ def import_onnxruntime() -> Any:
     return ort
 
 
-def explain_provider_failure(provider: str, log_lines: Sequence[str]) -> str:
-    """Turn ONNX Runtime's log of a failed provider into one line: missing libraries, no device, or the log."""
+def explain_provider_failure(provider: str, log_lines: Sequence[str], hint: str | None = None) -> str:
+    """Turn ONNX Runtime's log of a failed provider into one line: missing libraries, no device, or the log.
+
+    Args:
+        provider: Short name (cuda, tensorrt).
+        log_lines: What ONNX Runtime logged while the session started.
+        hint: A clause to add, e.g. the TensorRT libraries missing and the pip package providing them.
+    """
+    reason = _explain(provider, log_lines)
+    return f"{reason}; {hint}" if hint else reason
+
+
+def _explain(provider: str, log_lines: Sequence[str]) -> str:
     missing = []
     for line in log_lines:
         for lib in re.findall(
@@ -121,8 +132,19 @@ def has_nvidia_device() -> bool:
     return Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
-def preload_cuda_libraries(ort: Any) -> None:
-    """Let ONNX Runtime find CUDA/cuDNN installed from pip (nvidia-* wheels) before creating a GPU session."""
+def preload_cuda_libraries(ort: Any, tensorrt: bool = False) -> None:
+    """Let ONNX Runtime find CUDA/cuDNN installed from pip (nvidia-* wheels) before creating a GPU session,
+    and with ``tensorrt`` the TensorRT libraries of a ``tensorrt-cu*-libs`` wheel."""
+    if tensorrt:
+        from edgecnn.runtime.tensorrt import (
+            needed_libraries,
+            preload_tensorrt_libraries,
+            provider_library_path,
+        )
+
+        library = provider_library_path(ort)
+        if library is not None:
+            preload_tensorrt_libraries(needed_libraries(library))
     preload = getattr(ort, "preload_dlls", None)
     if preload is None:
         return
@@ -177,8 +199,8 @@ def probe_providers(names: Sequence[str] | None = None) -> list[ProviderStatus]:
         if full not in available:
             statuses.append(ProviderStatus(short, False, False, "not in this ONNX Runtime build"))
             continue
-        if full != "CPUExecutionProvider" and full in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
-            preload_cuda_libraries(ort)
+        if full in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+            preload_cuda_libraries(ort, tensorrt=full == "TensorrtExecutionProvider")
         with capture_native_output() as log:  # the default logger's warnings say why a provider cannot start
             try:
                 opts = ort.SessionOptions()
@@ -192,6 +214,18 @@ def probe_providers(names: Sequence[str] | None = None) -> list[ProviderStatus]:
             except Exception as exc:  # a provider can also fail at run time
                 actual, error = [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         works = bool(actual) and actual[0] == full
-        reason = None if works else (error or explain_provider_failure(short, log))
+        reason = None if works else (error or explain_provider_failure(short, log, failure_hint(ort, short)))
         statuses.append(ProviderStatus(short, True, works, reason))
     return statuses
+
+
+def failure_hint(ort: Any, provider: str) -> str | None:
+    """What to install when ``provider`` cannot start: for TensorRT, its missing libraries and pip package."""
+    if provider != "tensorrt":
+        return None
+    from edgecnn.runtime.tensorrt import runtime_hint
+
+    try:
+        return runtime_hint(ort)
+    except Exception:  # the hint is extra; the reason itself still stands
+        return None

@@ -32,11 +32,12 @@ from edgecnn.tools.machine import (
     ARM_INT8_FLAGS,
     INT8_FLAGS,
     cpu_info,
+    gpu_info,
     machine_info,
     peak_memory,
     reset_peak_memory,
 )
-from edgecnn.tools.roofline import count_macs, first_line, measure_peak
+from edgecnn.tools.roofline import PEAK_KINDS, count_macs, first_line, measure_peak
 
 __all__ = [
     "ARM_INT8_FLAGS",
@@ -63,7 +64,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 SCHEMA = "edgecnn.benchmark/1"
 #: Units of achieved and peak throughput: float models do FLOPs, int8 models integer operations.
-UNITS = {"fp32": "GFLOP/s", "int8": "GOP/s"}
+UNITS = {"fp32": "GFLOP/s", "fp16": "GFLOP/s", "int8": "GOP/s"}
 
 
 def _sig(value: float, digits: int = 6) -> float:
@@ -78,7 +79,7 @@ class BenchModel:
     index: int
     path: Path
     contract: ModelContract
-    precision: str  # "fp32" or "int8"
+    precision: str  # "fp32", "fp16" or "int8"
     macs: int | None
     macs_error: str | None
     size_bytes: int
@@ -106,7 +107,7 @@ def describe_bench_model(index: int, path: Path) -> BenchModel:
         error = None
     except ModelFileError as exc:
         macs, error = None, str(exc)
-    precision = "int8" if is_quantized(model) else "fp32"
+    precision = "int8" if is_quantized(model) else contract.numeric_precision
     return BenchModel(index, path, contract, precision, macs, error, path.stat().st_size)
 
 
@@ -160,7 +161,8 @@ def run_benchmark(
 
     Returns:
         A JSON-ready dict: ``schema`` ("edgecnn.benchmark/1"), ``created``, ``machine`` (CPU, cores, int8
-        flags, versions), ``settings``, ``models`` (precision, MACs per image), ``peaks`` (one per provider and
+        flags, versions; ``gpu``: name, driver, CUDA build and library versions when a GPU row ran, else
+        None), ``settings``, ``models`` (precision, MACs per image), ``peaks`` (one per provider and
         precision that ran: value in GFLOP/s or GOP/s, or the error), ``rows`` (one per model, provider and
         batch size: status "ok", "unavailable" or "error" with its reason; median/p95/p99 ms, images per
         second, throughput against the first model, peak memory, achieved and peak G(FL)OP/s and the share)
@@ -190,10 +192,13 @@ def run_benchmark(
     add_ratios(rows)
     peaks = _measure_peaks(ort, rows, threads, peak_seconds)
     add_roofline(rows, peaks)
+    machine = machine_info(ort)
+    gpu_ran = any(r["provider"] != "cpu" and r["status"] == "ok" for r in rows)
+    machine["gpu"] = gpu_info(ort) if gpu_ran else None
     return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(ort),
+        "machine": machine,
         "settings": {
             "providers": list(providers),
             "batch_sizes": list(batch_sizes),
@@ -344,6 +349,8 @@ def _measure_peaks(
         }
         if seconds <= 0:
             entry["error"] = "not measured (peak time 0)"
+        elif kind not in PEAK_KINDS:
+            entry["error"] = f"not measured (the roofline probe measures {' and '.join(PEAK_KINDS)} peaks)"
         else:
             logger.info(f"peak {kind} throughput on {provider}")
             try:

@@ -10,6 +10,7 @@ from typing import Any
 
 COLUMNS = (
     "model",
+    "precision",
     "provider",
     "batch",
     "median ms",
@@ -28,9 +29,13 @@ def format_table(report: dict[str, Any]) -> Any:
     """A rich Table with one row per model, provider and batch size."""
     from rich.table import Table
 
-    table = Table(title=f"edgecnn benchmark ({report['machine']['cpu']})", title_justify="left")
+    from edgecnn.tools.machine import describe_gpu
+
+    gpu = describe_gpu(report["machine"].get("gpu"))
+    where = report["machine"]["cpu"] + (f"; GPU {gpu}" if gpu else "")
+    table = Table(title=f"edgecnn benchmark ({where})", title_justify="left")
     for name in COLUMNS:
-        table.add_column(name, justify="left" if name in ("model", "provider") else "right")
+        table.add_column(name, justify="left" if name in ("model", "precision", "provider") else "right")
     table.add_column("note", overflow="fold")
     names = {m["index"]: m["name"] for m in report["models"]}
     peaks = [
@@ -46,6 +51,7 @@ def format_table(report: dict[str, Any]) -> Any:
         note = r["reason"] if not ran else (r["memory_note"] or "")
         table.add_row(
             names.get(r["model_index"], r["model"]),
+            r["precision"],
             r["provider"],
             str(r["batch_size"]),
             _num(r["median_ms"], ".2f"),

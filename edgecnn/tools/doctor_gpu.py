@@ -1,4 +1,5 @@
-"""The doctor's GPU checks: the CUDA and cuDNN libraries ONNX Runtime needs, the NVIDIA driver and devices.
+"""The doctor's GPU checks: the CUDA, cuDNN and TensorRT libraries ONNX Runtime needs, the NVIDIA driver and
+devices, and the pip packages that provide missing TensorRT libraries.
 
 Every library is tried with ``ctypes``: a failed load's message is the dynamic loader's own answer to "which
 library is missing" (``libcudnn.so.9: cannot open shared object file``).
@@ -52,7 +53,23 @@ def cuda_libraries(build: dict[str, str]) -> dict[str, Any]:
     for name, needed_by in _wanted_libraries(cuda_major, cudnn_major).items():
         info["libraries"].append({"name": name, "needed_by": needed_by, **load_library(name)})
     info["missing"] = [lib["name"] for lib in info["libraries"] if not lib["found"]]
+    info["tensorrt"] = tensorrt_libraries(info["libraries"], build.get("cuda_version"))
     return info
+
+
+def tensorrt_libraries(libraries: list[dict[str, Any]], cuda_version: str | None) -> dict[str, Any]:
+    """TensorRT's libraries as the provider library needs them, its version, and the pip requirement that
+    installs the missing ones (``tensorrt-cu<CUDA major>-libs`` of the right TensorRT major version)."""
+    from edgecnn.runtime.tensorrt import pip_requirement, tensorrt_version
+
+    needed = [lib for lib in libraries if lib["name"].startswith("libnv")]
+    missing = [lib["name"] for lib in needed if not lib["found"]]
+    return {
+        "needed": [lib["name"] for lib in needed],
+        "version": tensorrt_version(),
+        "missing": missing,
+        "pip": f'pip install "{pip_requirement(missing[0], cuda_version)}"' if missing else None,
+    }
 
 
 def nvidia_pip_packages() -> list[dict[str, str]]:
@@ -82,6 +99,11 @@ def _wanted_libraries(cuda_major: str, cudnn_major: str) -> dict[str, list[str]]
         path = root / "capi" / filename if root else None
         if path is None or not path.is_file():
             continue
+        if provider == "tensorrt":  # named in the library itself: the loader stops at the first one missing
+            from edgecnn.runtime.tensorrt import needed_libraries
+
+            for name in needed_libraries(path):
+                wanted.setdefault(name, ["tensorrt"])
         for name in missing_dependencies(path):
             users = wanted.setdefault(name, [])
             if provider not in users:
@@ -135,7 +157,8 @@ def load_library(name: str) -> dict[str, Any]:
 
 
 def _pip_library_files(name: str) -> list[Path]:
-    """Copies of a library inside nvidia-* wheels (site-packages/nvidia/<package>/lib/)."""
+    """Copies of a library inside nvidia-* wheels (site-packages/nvidia/<package>/lib/) and TensorRT wheels
+    (site-packages/tensorrt_libs/)."""
     if "/" in name:
         return []
     found = []
@@ -143,6 +166,9 @@ def _pip_library_files(name: str) -> list[Path]:
         nvidia = Path(entry or ".") / "nvidia"
         if nvidia.is_dir():
             found.extend(sorted(nvidia.glob(f"*/lib/{name}")))
+        tensorrt = Path(entry or ".") / "tensorrt_libs" / name
+        if tensorrt.is_file():
+            found.append(tensorrt)
     return found
 
 

@@ -1,4 +1,5 @@
-"""``edgecnn info``: what a model file is, what it expects, and where it can run on this machine."""
+"""``edgecnn info``: what a model file is, what it expects, where it can run on this machine, and which file of
+its export (fp32, fp16, int8) to run on each provider."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from typing import Any
 from edgecnn.core.contract import METADATA_KEY
 from edgecnn.core.errors import ContractError, ModelFileError
 from edgecnn.core.onnxfile import is_quantized, load_onnx, op_counts, opset_of, parameter_count, read_contract
+from edgecnn.runtime.precision import recommend_files
+
+PRECISION_WORDS = {
+    "int8": "int8 (quantised)",
+    "fp16": "fp16 (half precision; float32 input and output)",
+    "fp32": "float32",
+}
 
 
 def _shape(value: Any) -> list[int | str]:
@@ -44,12 +52,17 @@ def describe_model(path: str | Path, probe: bool = True) -> dict[str, Any]:
         "contract": None,
         "note": None,
     }
+    precision = "int8" if info["quantized"] else "fp32"
     try:
-        info["contract"] = read_contract(model, what=str(path)).to_dict()
+        contract = read_contract(model, what=str(path))
+        info["contract"] = contract.to_dict()
+        precision = "int8" if info["quantized"] else contract.numeric_precision
     except ContractError as exc:
         if any(p.key == METADATA_KEY for p in model.metadata_props):
             raise
         info["note"] = str(exc)
+    info["precision"] = precision
+    info["recommended"] = recommend_files(path, precision)
     if probe:
         from edgecnn.runtime.providers import probe_providers
 
@@ -62,8 +75,9 @@ def format_info(info: dict[str, Any]) -> str:
     lines = [
         f"model      {info['path']}  ({info['size_bytes'] / 1e6:.2f} MB, opset {info['opset']}, IR {info['ir_version']})"
     ]
+    precision = info.get("precision") or ("int8" if info["quantized"] else "fp32")
     lines.append(
-        f"graph      {info['nodes']} nodes, {info['parameters']:,} parameters, {'int8 (quantised)' if info['quantized'] else 'float32'}"
+        f"graph      {info['nodes']} nodes, {info['parameters']:,} parameters, {PRECISION_WORDS.get(precision, precision)}"
     )
     for v in info["inputs"]:
         lines.append(f"input      {v['name']} {v['shape']}")
@@ -88,7 +102,9 @@ def format_info(info: dict[str, Any]) -> str:
                 f"training   validation accuracy {training['val_accuracy'] * 100:.2f}% on {training.get('val_images', '?')} images"
             )
         q = contract.get("quantization")
-        if q:
+        if q and precision == "fp16":
+            lines.append(_fp16_line(q))
+        elif q:
             acc = ""
             if q.get("int8_accuracy") is not None and q.get("fp32_accuracy") is not None:
                 acc = (
@@ -109,4 +125,19 @@ def format_info(info: dict[str, Any]) -> str:
         state = "works" if p["works"] else ("listed, cannot start" if p["listed"] else "not available")
         reason = f" ({p['reason']})" if p["reason"] and not p["works"] else ""
         lines.append(f"provider   {p['provider']}: {state}{reason}")
+    for i, r in enumerate(info.get("recommended", [])):
+        what = "this file" if r["this_file"] else (r["file"] or f"a {r['precision']} file")
+        lines.append(f"{'run on' if i == 0 else '':<11}{r['provider']}: {what} ({r['why']})")
     return "\n".join(lines)
+
+
+def _fp16_line(q: dict[str, Any]) -> str:
+    text = f"fp16       {q.get('conversion', 'float16')} by {q.get('tool')}"
+    if q.get("max_abs_diff") is not None:
+        text += (
+            f"; max |p_fp32 - p_fp16| {q['max_abs_diff']:.1e} (limit {q.get('max_abs_diff_limit')}) on "
+            f"{q.get('parity_images')} images ({q.get('gate_provider')})"
+        )
+    if q.get("fp16_accuracy") is not None and q.get("fp32_accuracy") is not None:
+        text += f"; accuracy fp32 {q['fp32_accuracy'] * 100:.2f}% -> fp16 {q['fp16_accuracy'] * 100:.2f}%"
+    return text

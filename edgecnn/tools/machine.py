@@ -1,4 +1,5 @@
-"""The machine a benchmark ran on: CPU model, cores, int8 instruction sets, versions and peak memory.
+"""The machine a benchmark ran on: CPU model, cores, int8 instruction sets, the GPU when a GPU row ran,
+versions and peak memory.
 
 Peak memory is the process's resident-set high-water mark, read from ``/proc/self/status`` (Linux only) and
 reset through ``/proc/self/clear_refs`` before each benchmark row.
@@ -76,6 +77,38 @@ def machine_info(ort: Any) -> dict[str, Any]:
         "numpy": np.__version__,
         "edgecnn": __version__,
     }
+
+
+def gpu_info(ort: Any, device_id: int = 0) -> dict[str, Any]:
+    """The GPU block of a benchmark report: name, driver, compute capability, the CUDA (and cuDNN) versions
+    this ONNX Runtime was built for, the TensorRT version, and the nvidia-* and TensorRT pip packages."""
+    from edgecnn.runtime.cuda import gpu_facts
+    from edgecnn.runtime.tensorrt import tensorrt_version
+    from edgecnn.tools.doctor_gpu import nvidia_pip_packages
+
+    try:
+        from onnxruntime.capi import build_and_package_info as build
+    except ImportError:
+        build = None
+    return {
+        **gpu_facts(device_id),
+        "onnxruntime": getattr(ort, "__version__", None),
+        "cuda_build": getattr(build, "cuda_version", None),
+        "cudnn_build": getattr(build, "cudnn_version", None),
+        "tensorrt": tensorrt_version(),
+        "pip_packages": {p["name"]: p["version"] for p in nvidia_pip_packages()},
+    }
+
+
+def describe_gpu(gpu: dict[str, Any] | None) -> str | None:
+    """One line for a table title: 'NVIDIA H100, driver 550.54, CUDA 12.4 build, TensorRT 10.3'."""
+    if not gpu:
+        return None
+    parts = [str(gpu.get("name") or "unknown GPU")]
+    for key, words in (("driver", "driver {}"), ("cuda_build", "CUDA {} build"), ("tensorrt", "TensorRT {}")):
+        if gpu.get(key):
+            parts.append(words.format(gpu[key]))
+    return ", ".join(parts)
 
 
 def reset_peak_memory() -> tuple[float | None, str | None]:
