@@ -136,8 +136,8 @@ def vgg16_run(folder: Path, calib_dir: Path, calib_size: int = 64) -> Any:
     Returns:
         The ExportResult (``.output`` is the fp32 file, ``.int8.output`` the int8 file).
     """
+    from edgecnn.conversion.convert import export_all
     from edgecnn.core.contract import InputSpec, ModelContract
-    from edgecnn.export.convert import export_all
     from edgecnn.training.models import build_vgg16
 
     spec = InputSpec.square(224)
@@ -147,4 +147,6 @@ def vgg16_run(folder: Path, calib_dir: Path, calib_size: int = 64) -> Any:
         labels=("cats", "dogs"), input=spec, arch="vgg16", normalization=built.normalization
     )
     (folder / "report.json").write_text(json.dumps({"contract": contract.to_dict()}))
-    return export_all(folder, int8=True, calib_dir=calib_dir, calib_size=calib_size, force=True, accuracy_gate=False)
+    return export_all(
+        folder, int8=True, calib_dir=calib_dir, calib_size=calib_size, force=True, accuracy_gate=False
+    )

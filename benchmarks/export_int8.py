@@ -31,7 +31,7 @@ def latency(fn, batch, runs=15):
 
 
 def cnn_figures(run: Path, data: Path, calib_size: int) -> dict:
-    from edgecnn.export.convert import export_all
+    from edgecnn.conversion.convert import export_all
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cnn.onnx"

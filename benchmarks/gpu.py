@@ -31,8 +31,8 @@ LABELS = ("circle", "square")
 
 def export_models(folder: Path, arch: str, run: Path | None, images: Path) -> dict[str, Path]:
     """fp32, fp16 and int8 files of one model: a trained run when given, else a freshly built one."""
+    from edgecnn.conversion.convert import export_all
     from edgecnn.core.contract import InputSpec, ModelContract
-    from edgecnn.export.convert import export_all
 
     calib = None  # a trained run calibrates on its own training images
     if run is None:
@@ -136,9 +136,9 @@ def parity(files: dict[str, Path], images: Path, providers: list[str]) -> list[d
     """Each file on each GPU provider against the same file, and against fp32, on the CPU."""
     import numpy as np
 
+    from edgecnn.conversion.convert import judge_parity
     from edgecnn.core.decode import iter_batches
     from edgecnn.core.errors import EdgecnnError
-    from edgecnn.export.convert import judge_parity
     from edgecnn.runtime.predictor import Predictor
 
     with Predictor(files["fp32"], provider="cpu") as ref:

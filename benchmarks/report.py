@@ -310,6 +310,12 @@ and precision, IO binding, CUDA graphs and the TensorRT engine cache on the same
 """
 
 
+def written_section(name: str) -> str:
+    """A section written by hand from a result file (``results/<name>.md`` beside ``results/<name>.json``)."""
+    path = RESULTS / f"{name}.md"
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
 def gpu_section() -> str:
     """The GPU tables from results/gpu.json (benchmarks/gpu.py on a GPU machine), or what would produce them."""
     r = load("gpu")
@@ -366,6 +372,7 @@ def main() -> None:
         training_section(),
         export_section(),
         classify_section(),
+        written_section("report_overhead"),
         webcam_section(),
         benchmark_section(),
         gpu_section(),

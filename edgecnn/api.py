@@ -74,7 +74,7 @@ def export(run: PathLike, int8: bool = False, **options: Any) -> Any:
     Raises:
         ExportError: A gate failed (the file it guards is not written); OutputError: an output exists.
     """
-    from edgecnn.export.convert import export_all
+    from edgecnn.conversion.convert import export_all
 
     return export_all(Path(run), int8=int8, **options)
 
@@ -86,10 +86,11 @@ class ClassifyRun:
     loop early (or ``close()``) closes the results file with every row handed out in it.
     """
 
-    def __init__(self, config: ClassifyConfig, model: Model) -> None:
+    def __init__(self, config: ClassifyConfig, model: Model, owns_model: bool = False) -> None:
         self.model = model
         self.summary: ClassifySummary = new_summary(config, model.predictor)
         self._batches = classify_batches(config, model.predictor, self.summary)
+        self._owns_model = owns_model  # a model opened from a path is released with the run
 
     def __iter__(self) -> Iterator[Row]:
         for rows in self._batches:
@@ -97,6 +98,8 @@ class ClassifyRun:
 
     def close(self) -> None:
         self._batches.close()
+        if self._owns_model:
+            self.model.close()
 
     def __enter__(self) -> ClassifyRun:
         return self
@@ -135,7 +138,7 @@ def classify(
     )
     opened = model if isinstance(model, Model) else load(model)
     if report is None:
-        run = ClassifyRun(config, opened)
+        run = ClassifyRun(config, opened, owns_model=not isinstance(model, Model))
     else:
         from edgecnn.reports.classify import ClassifyReport
 
@@ -143,7 +146,9 @@ def classify(
         builder = ClassifyReport(
             report, opened.path.name, opened.labels, (spec.height, spec.width), resume=config.resume
         )
-        run = ClassifyRun(config, Model(builder.tap(opened.predictor)))  # model inputs become thumbnails
+        run = ClassifyRun(
+            config, Model(builder.tap(opened.predictor)), owns_model=not isinstance(model, Model)
+        )  # model inputs become thumbnails
         run._batches = builder.watch(run._batches, run.summary, config.output)
     if iterate:
         return run

@@ -251,8 +251,8 @@ def test_contracts_built_in_python_are_checked_too():
 def test_schema_file_agrees_with_the_code():
     from importlib.resources import files
 
+    from edgecnn.conversion.quantize import METHODS
     from edgecnn.core import contract as c
-    from edgecnn.export.quantize import METHODS
 
     schema = json.loads((files("edgecnn.core") / "contract.schema.json").read_text(encoding="utf-8"))
     spec, labels = schema["$defs"]["input"]["properties"], schema["properties"]["labels"]

@@ -45,7 +45,7 @@ SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from edgecnn.training.train import TrainConfig, train
-    from edgecnn.export.convert import export_all
+    from edgecnn.conversion.convert import export_all
     data, out, devices = sys.argv[1], sys.argv[2], sys.argv[3]
     result = train(TrainConfig(data_dir=data, out_dir=out, img_size=32, epochs=12, batch_size=8,
                                base_filters=8, augment=False, seed=3, devices=devices, verbose=0))

@@ -96,7 +96,7 @@ def test_int8_alone_reuses_current_fp32(exported, trained_run, tmp_path):
 
 
 def test_failed_parity_gate_leaves_no_file(trained_run, tmp_path, monkeypatch):
-    import edgecnn.export.convert as export_module
+    import edgecnn.conversion.convert as export_module
 
     real = export_module.check_parity
 
@@ -114,7 +114,7 @@ def test_failed_parity_gate_leaves_no_file(trained_run, tmp_path, monkeypatch):
 
 
 def test_interrupted_export_leaves_no_partial_file(trained_run, tmp_path, monkeypatch):
-    import edgecnn.export.convert as export_module
+    import edgecnn.conversion.convert as export_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -146,7 +146,7 @@ def test_force_replaces_atomically(trained_run, tmp_path):
 
 
 def test_int8_over_budget_fails_and_writes_nothing(exported, tmp_path, synth_dir, monkeypatch):
-    import edgecnn.export.quantize as q
+    import edgecnn.conversion.quantize as q
     from edgecnn.core.dataset import list_class_folder
 
     samples = list_class_folder(synth_dir / "val").samples
@@ -167,8 +167,8 @@ def test_int8_over_budget_fails_and_writes_nothing(exported, tmp_path, synth_dir
 
 
 def test_auto_reports_every_candidate(exported, tmp_path, synth_dir):
+    from edgecnn.conversion.quantize import quantize_model
     from edgecnn.core.dataset import list_class_folder
-    from edgecnn.export.quantize import quantize_model
 
     samples = list_class_folder(synth_dir / "val").samples
     result = quantize_model(

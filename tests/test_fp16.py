@@ -30,16 +30,16 @@ FP16_MAX_ABS_DIFF = 1e-2  # the documented limit (checked against the module bel
 
 @pytest.fixture()
 def fp16():
-    """edgecnn.export.fp16, imported when a test runs: imported at collection, the subpackage edgecnn.export
+    """edgecnn.conversion.fp16, imported when a test runs: imported at collection, the subpackage edgecnn.conversion
     would replace the public edgecnn.export() function that docs/API.md's examples call."""
-    import edgecnn.export.fp16 as module
+    import edgecnn.conversion.fp16 as module
 
     assert module.FP16_MAX_ABS_DIFF == FP16_MAX_ABS_DIFF
     return module
 
 
 def judge_parity(*args):
-    from edgecnn.export.convert import judge_parity
+    from edgecnn.conversion.convert import judge_parity
 
     return judge_parity(*args)
 
@@ -203,7 +203,7 @@ def test_blocked_ops_name_real_onnx_operators(fp16):
 
 
 def test_fp16_export_of_the_trained_model(exported, trained_run, synth_dir, tmp_path, log_lines):
-    from edgecnn.export.convert import export_all
+    from edgecnn.conversion.convert import export_all
 
     fp32, _ = exported
     target = tmp_path / "tiny.fp16.onnx"

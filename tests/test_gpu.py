@@ -23,12 +23,14 @@ from edgecnn.runtime.predictor import Predictor
 
 pytestmark = pytest.mark.gpu
 SHIPPED = REPO / "models"
-FP16_MAX_ABS_DIFF = 1e-2  # edgecnn.export.fp16's limit; edgecnn.export is imported inside the tests, since
+FP16_MAX_ABS_DIFF = (
+    1e-2  # edgecnn.conversion.fp16's limit; edgecnn.conversion is imported inside the tests, since
+)
 # imported at collection the subpackage would replace the public edgecnn.export() of docs/API.md
 
 
 def judge_parity(*args):
-    from edgecnn.export.convert import judge_parity
+    from edgecnn.conversion.convert import judge_parity
 
     return judge_parity(*args)
 
@@ -40,8 +42,8 @@ LIMITS = {"fp32": FP16_MAX_ABS_DIFF, "fp16": FP16_MAX_ABS_DIFF, "int8": 0.05}
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from edgecnn.export.fp16 import FP16_MAX_ABS_DIFF as limit
-    from edgecnn.export.fp16 import export_fp16
+    from edgecnn.conversion.fp16 import FP16_MAX_ABS_DIFF as limit
+    from edgecnn.conversion.fp16 import export_fp16
 
     assert limit == FP16_MAX_ABS_DIFF
     root = tmp_path_factory.mktemp("gpu")

@@ -139,3 +139,16 @@ def test_the_wheel_carries_the_default_model_and_the_contract_schema(tmp_path):
     assert "edgecnn/models/shapes-cnn.int8.onnx" in names and "edgecnn/py.typed" in names
     assert any(n.startswith("edgecnn/core/") and n.endswith(".json") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
+
+
+def test_public_functions_are_not_shadowed_by_subpackages():
+    """Importing every subpackage must leave edgecnn.load/classify/evaluate/export/train the API functions."""
+    code = (
+        "import importlib, pkgutil, edgecnn\n"
+        "for m in pkgutil.iter_modules(edgecnn.__path__):\n"
+        "    if m.name != '__main__': importlib.import_module('edgecnn.' + m.name)\n"
+        "import edgecnn.conversion.convert, edgecnn.training.train\n"
+        "for name in ('load', 'classify', 'evaluate', 'export', 'train'):\n"
+        "    assert callable(getattr(edgecnn, name)) and not hasattr(getattr(edgecnn, name), '__path__'), name\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -123,7 +123,7 @@ def test_no_accuracy_gate_with_only_unreadable_eval_images_still_writes(exported
 
 
 def test_parity_accepts_a_near_tie_flip():
-    from edgecnn.export.convert import judge_parity
+    from edgecnn.conversion.convert import judge_parity
 
     keras = np.array([[0.5 + 5e-8, 0.5 - 5e-8, 0.0], [0.1, 0.2, 0.7]])
     onnx_ = np.array([[0.5 - 5e-8, 0.5 + 5e-8, 0.0], [0.1, 0.2, 0.7]])
@@ -134,7 +134,7 @@ def test_parity_accepts_a_near_tie_flip():
 
 
 def test_parity_refuses_a_flip_that_is_not_a_near_tie():
-    from edgecnn.export.convert import PARITY_ATOL, judge_parity
+    from edgecnn.conversion.convert import PARITY_ATOL, judge_parity
 
     keras = np.array([[0.6, 0.4, 0.0], [0.1, 0.2, 0.7]])
     onnx_ = np.array([[0.4, 0.6, 0.0], [0.1, 0.2, 0.7]])
@@ -148,8 +148,8 @@ def test_parity_refuses_a_flip_that_is_not_a_near_tie():
 
 def test_check_parity_uses_the_near_tie_rule(exported, synth_dir, monkeypatch):
     import edgecnn.runtime.predictor as predictor_module
+    from edgecnn.conversion.convert import check_parity
     from edgecnn.core.dataset import list_class_folder
-    from edgecnn.export.convert import check_parity
 
     near_tie = np.array([0.5 + 5e-8, 0.5 - 5e-8, 0.0])
 
@@ -192,7 +192,7 @@ def roll_classes(model_path: Path) -> None:
 
 
 def test_cli_int8_gate_refuses_when_over_budget(exported, trained_run, fp32_labelled, tmp_path, monkeypatch):
-    import edgecnn.export.quantize as quantize_module
+    import edgecnn.conversion.quantize as quantize_module
 
     real = quantize_module.quantize_once
 

@@ -20,6 +20,8 @@ from edgecnn.core.errors import DatasetError
 from edgecnn.core.metrics import Metrics, compute_metrics
 
 ForwardFn = Callable[[np.ndarray], np.ndarray]
+#: Called with each decoded batch (float32 NHWC model inputs) and its files, before the model runs it.
+BatchHook = Callable[[np.ndarray, list[Path]], None]
 
 
 @dataclass
@@ -44,15 +46,22 @@ class EvaluationResult:
     paths: list[Path]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     provider: str | None = None
+    report: Path | None = None  # the HTML report written for this evaluation, if any
+    compare: dict[str, Any] | None = None  # agreement with a second model on the same images, if any
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "model_kind": self.kind,
             "provider": self.provider,
             "data_dir": str(self.data_dir),
             **self.metrics.to_dict(),
             "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
         }
+        if self.compare is not None:
+            out["compare"] = self.compare
+        if self.report is not None:
+            out["report"] = str(self.report)
+        return out
 
 
 def resolve_eval_dir(data_dir: str | Path) -> Path:
@@ -86,9 +95,17 @@ def labelled_folder_for(contract: ModelContract, data_dir: str | Path) -> Labell
 
 
 def run_on_folder(
-    model: LoadedModel, data_dir: str | Path, batch_size: int = 32, workers: int | None = None
+    model: LoadedModel,
+    data_dir: str | Path,
+    batch_size: int = 32,
+    workers: int | None = None,
+    on_batch: BatchHook | None = None,
 ) -> EvaluationResult:
-    """Evaluate a loaded model on a labelled folder (class names must be among the model's labels)."""
+    """Evaluate a loaded model on a labelled folder (class names must be among the model's labels).
+
+    Args:
+        on_batch: Called with each decoded batch and its files (the report makes thumbnails from them).
+    """
     if batch_size < 1:
         raise DatasetError(f"--batch-size must be at least 1, got {batch_size}")
     folder = labelled_folder_for(model.contract, data_dir)
@@ -97,6 +114,8 @@ def run_on_folder(
     for batch, labels, batch_paths, bad in iter_batches(folder.samples, model.contract, batch_size, workers):
         skipped.extend(bad)
         if len(batch):
+            if on_batch is not None:
+                on_batch(batch, batch_paths)
             probs.append(model.forward(batch))
             truth.append(labels)
             paths.extend(batch_paths)
@@ -106,3 +125,30 @@ def run_on_folder(
     y = np.concatenate(truth)
     metrics = compute_metrics(y, p.argmax(axis=1), model.contract.labels)
     return EvaluationResult(model.kind, folder.root, metrics, p, y, paths, skipped, model.provider)
+
+
+def align_to(result: EvaluationResult, other: EvaluationResult) -> np.ndarray:
+    """``other``'s probabilities in the order of ``result``'s images (a row of NaN where it has none)."""
+    rows = {str(path): i for i, path in enumerate(other.paths)}
+    aligned = np.full(result.probabilities.shape, np.nan, dtype=np.float64)
+    if other.probabilities.shape[-1] != result.probabilities.shape[-1]:
+        return aligned  # other labels: nothing to compare
+    for i, path in enumerate(result.paths):
+        j = rows.get(str(path))
+        if j is not None:
+            aligned[i] = other.probabilities[j]
+    return aligned
+
+
+def agreement(result: EvaluationResult, other: EvaluationResult, model: str) -> dict[str, Any]:
+    """Top-1 agreement of two models on the images both of them classified."""
+    aligned = align_to(result, other)
+    both = np.isfinite(aligned).all(axis=1)
+    same = result.probabilities.argmax(axis=1)[both] == aligned[both].argmax(axis=1)
+    return {
+        "model": model,
+        "accuracy": other.metrics.accuracy,
+        "images": int(both.sum()),
+        "agreement": float(same.mean()) if both.any() else None,
+        "disagreements": int((~same).sum()),
+    }

@@ -98,7 +98,7 @@ def train(
         f"best epoch {report['best_epoch']}; validation accuracy {report['val_accuracy'] * 100:.2f}%"
     )
     say(
-        f"run folder: {result.run_dir}  (model.keras, report.json, curves.png, confusion_matrix.png, misclassified.png)"
+        f"run folder: {result.run_dir}  (model.keras, report.html, report.json, curves.png, confusion_matrix.png, misclassified.png)"
     )
     say(f"next: edgecnn export {result.run_dir} --int8")
     if result.interrupted:
@@ -199,6 +199,16 @@ def export(
     int8_output: Annotated[
         Path | None, typer.Option(help="int8 .onnx path [default: beside the fp32 file, *.int8.onnx].")
     ] = None,
+    fp16: Annotated[
+        bool,
+        typer.Option(
+            "--fp16",
+            help="Also write an fp16 model (float32 input and output) checked against fp32: largest probability difference 1e-2, and the --max-accuracy-drop budget.",
+        ),
+    ] = False,
+    fp16_output: Annotated[
+        Path | None, typer.Option(help="fp16 .onnx path [default: beside the fp32 file, *.fp16.onnx].")
+    ] = None,
     calib: Annotated[
         Path | None,
         typer.Option(
@@ -226,14 +236,14 @@ def export(
     max_accuracy_drop: Annotated[
         float,
         typer.Option(
-            help="Fail the int8 export if accuracy on labelled images drops by more than this many percentage points (0 or more)."
+            help="Fail the int8 (and fp16) export if accuracy on labelled images drops by more than this many percentage points (0 or more)."
         ),
     ] = 1.0,
     no_accuracy_gate: Annotated[
         bool,
         typer.Option(
             "--no-accuracy-gate",
-            help="Write the int8 model without enforcing --max-accuracy-drop (e.g. with no labelled images to check it on); its contract records that.",
+            help="Write the int8 (and fp16) model without enforcing --max-accuracy-drop (e.g. with no labelled images to check it on); its contract records that.",
         ),
     ] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset (int8 needs 20 or lower).")] = 17,
@@ -242,8 +252,8 @@ def export(
         bool, typer.Option("--json", help="Print the export figures as JSON on stdout.")
     ] = False,
 ) -> None:
-    """Convert a trained Keras model to ONNX (checked against Keras), optionally int8."""
-    from edgecnn.export.convert import export_all
+    """Convert a trained Keras model to ONNX (checked against Keras), optionally int8 and fp16."""
+    from edgecnn.conversion.convert import export_all
 
     result = export_all(
         source,
@@ -259,9 +269,11 @@ def export(
         opset=opset,
         force=force,
         accuracy_gate=not no_accuracy_gate,
+        fp16=fp16,
+        fp16_output=fp16_output,
     )
     summary = print_export(result)
     if as_json:
         out.print_json(json.dumps(summary))
-    if result.int8 is not None and result.int8.skipped:
+    if any(part is not None and part.skipped for part in (result.int8, result.fp16)):
         raise typer.Exit(code=1)

@@ -130,7 +130,7 @@ def run_demo(
     from edgecnn.apps.evaluate import load_onnx_model as load_model
     from edgecnn.apps.evaluate import run_on_folder
     from edgecnn.apps.webcam import WebcamConfig, format_summary, run_webcam
-    from edgecnn.export.convert import export_all
+    from edgecnn.conversion.convert import export_all
     from edgecnn.runtime.predictor import Predictor
 
     started = time.perf_counter()
@@ -219,8 +219,8 @@ def build_models(
     """Train and export the shipped default model into ``models/`` and write its model card (``make models``)."""
     from edgecnn.apps.evaluate import load_onnx_model as load_model
     from edgecnn.apps.evaluate import run_on_folder
+    from edgecnn.conversion.convert import export_all
     from edgecnn.core.shipped import DEFAULT_MODEL_NAME
-    from edgecnn.export.convert import export_all
 
     work = Path(workdir)
     models = Path(models_dir)

@@ -1,8 +1,9 @@
 """``edgecnn train``: fit a CNN or a VGG16 transfer model on a folder of labelled photos.
 
 A run directory gets ``model.keras`` (best weights by validation loss), ``report.json`` (metrics, data,
-settings and the model contract), ``history.json``, ``curves.png``, ``confusion_matrix.png`` and
-``misclassified.png``. Ctrl-C keeps the best model so far and still writes the report.
+settings and the model contract), ``history.json``, ``curves.png``, ``confusion_matrix.png``,
+``misclassified.png`` and ``report.html`` (all of it on one page, for a browser). Ctrl-C keeps the best model
+so far and still writes the reports.
 """
 
 from __future__ import annotations
@@ -305,6 +306,7 @@ def train(config: TrainConfig) -> TrainResult:
     _write_json(run_dir / "history.json", history)
     _write_json(run_dir / "report.json", report)
     _write_plots(run_dir, history, phase_starts, metrics, splits.classes, images, y_true, probs)
+    _write_html_report(run_dir, report, history, images, y_true, probs, splits, val_bad, phase_starts[1:])
     best_path.unlink(missing_ok=True)
     if cache_file:
         for leftover in Path(cache_file).parent.glob("*"):
@@ -408,3 +410,24 @@ def _write_plots(
         [float(probs[i, y_pred[i]]) for i in wrong],
         run_dir / "misclassified.png",
     )
+
+
+def _write_html_report(
+    run_dir: Path,
+    report: dict[str, Any],
+    history: dict[str, list[float]],
+    images: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    splits: DataSplits,
+    val_bad: list[Skipped],
+    phase_starts: list[int],
+) -> None:
+    from edgecnn.reports.train import write_training_report
+
+    bad = {str(p) for p, _ in val_bad}
+    decoded = [p for p, _ in splits.val if str(p) not in bad]  # the validation order, less the skipped files
+    try:
+        write_training_report(run_dir, report, history, images, y_true, probs, decoded, phase_starts)
+    except (EdgecnnError, OSError) as exc:  # the model and report.json are written: do not lose the run
+        logger.warning(f"warning: report.html not written: {exc}")

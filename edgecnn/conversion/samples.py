@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.apps.evaluate import resolve_eval_dir
+from edgecnn.conversion.quantize import NO_LABELS_HINT
 from edgecnn.core.contract import ModelContract
 from edgecnn.core.dataset import Sample, discover, list_class_folder
 from edgecnn.core.errors import ConfigError, DatasetError
 from edgecnn.core.files import iter_image_files
-from edgecnn.export.quantize import NO_LABELS_HINT
 
 
 def run_report(run_dir: Path) -> dict[str, Any]:

@@ -19,6 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.conversion.quantize import quantize_model
+from edgecnn.conversion.samples import (
+    int8_samples,
+    parity_samples,
+    run_report,
+)
 from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from edgecnn.core.dataset import Sample
@@ -26,12 +32,6 @@ from edgecnn.core.decode import iter_batches
 from edgecnn.core.errors import ConfigError, ExportError, ModelFileError, OutputError
 from edgecnn.core.onnxfile import file_sha256, name_batch_dimension, save_onnx, set_contract
 from edgecnn.core.version import __version__
-from edgecnn.export.quantize import quantize_model
-from edgecnn.export.samples import (
-    int8_samples,
-    parity_samples,
-    run_report,
-)
 from edgecnn.training.keras_io import load_keras_contract, load_keras_model
 
 PARITY_ATOL = 1e-4
@@ -295,7 +295,7 @@ def export_all(
         raise ConfigError(f"--calib-size must be at least 1, got {calib_size}")
     if (int8 or fp16) and not max_accuracy_drop >= 0:  # also refuses NaN, which no drop could be within
         raise ConfigError(f"--max-accuracy-drop must be 0 or more, got {max_accuracy_drop}")
-    from edgecnn.export.fp16 import export_fp16, fp16_path_for, fp16_samples
+    from edgecnn.conversion.fp16 import export_fp16, fp16_path_for, fp16_samples
 
     model_path, run_dir = resolve_source(source)
     fp32_path = Path(output) if output else run_dir / "model.onnx"

@@ -39,14 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.conversion.convert import ParityReport, judge_parity
+from edgecnn.conversion.quantize import decode_batches, drop_pp, measure_latency
+from edgecnn.conversion.samples import folder_samples, parity_samples, training_samples
 from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import ModelContract
 from edgecnn.core.dataset import Sample
 from edgecnn.core.errors import ConfigError, DatasetError, DependencyError, ExportError
 from edgecnn.core.onnxfile import file_sha256, load_onnx, read_contract, save_onnx, set_contract
-from edgecnn.export.convert import ParityReport, judge_parity
-from edgecnn.export.quantize import decode_batches, drop_pp, measure_latency
-from edgecnn.export.samples import folder_samples, parity_samples, training_samples
 
 FP16_MAX_ABS_DIFF = 1e-2
 BLOCKED_OPS = (

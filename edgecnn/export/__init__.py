@@ -1,1 +1,0 @@
-"""Keras to ONNX with its parity gate, and int8 quantisation with its accuracy gate."""
