@@ -373,6 +373,7 @@ def main() -> None:
         export_section(),
         classify_section(),
         written_section("report_overhead"),
+        written_section("ray_classify"),
         webcam_section(),
         benchmark_section(),
         gpu_section(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ from edgecnn.cli.options import (
     WorkersOption,
     config_from,
     open_predictor,
+    resolve_model,
 )
 from edgecnn.cli.render import (
     both,
@@ -83,11 +84,29 @@ def classify(
             "(thumbnails in REPORT_files/ beside it); with --resume it covers the whole --output file."
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run on a Ray cluster: auto (the running one: ray start, RAY_ADDRESS), local (start one on "
+            "this machine) or HOST:PORT; --output is then a folder of Parquet results (docs/SCALING.md).",
+        ),
+    ] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="With --ray: also write OUTPUT/results.csv.")] = False,
 ) -> None:
     """Classify image files and folders with an ONNX model; write results, sort files."""
     from edgecnn.apps.classify import ClassifyConfig, classify_paths
 
     config = config_from(ClassifyConfig, locals(), move=not copy)
+    if ray is not None:
+        if report is not None:
+            raise typer.BadParameter("--report does not work with --ray yet", param_hint="--report")
+        return _classify_on_ray(config, ray, csv, model, provider, fallback, threads, as_json)
+    if csv:
+        raise typer.BadParameter(
+            "--csv goes with --ray (without it, -o FILE.csv writes CSV)", param_hint="--csv"
+        )
     predictor = open_predictor(model, provider, fallback, threads)
     page = open_classify_report(report, predictor, resume) if report is not None else None
     runner = page.tap(predictor) if page is not None else predictor  # model inputs become thumbnails
@@ -108,6 +127,36 @@ def classify(
     if summary.interrupted:
         raise typer.Exit(code=130)
     if summary.skipped or summary.already_skipped:
+        raise typer.Exit(code=1)
+
+
+def _classify_on_ray(
+    config: Any,
+    address: str,
+    csv: bool,
+    model: Path | None,
+    provider: Provider,
+    fallback: bool,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    from edgecnn.apps.cluster import classify_on_ray
+
+    summary = classify_on_ray(
+        config,
+        resolve_model(model),
+        address,
+        csv=csv,
+        provider=provider.value,
+        threads=threads,
+        fallback=fallback,
+    )
+    render_classify_summary(summary)
+    if as_json:
+        out.print_json(json.dumps(summary.to_dict()))
+    if summary.interrupted:
+        raise typer.Exit(code=130)
+    if summary.skipped or summary.already_skipped or summary.missing:
         raise typer.Exit(code=1)
 
 
