@@ -95,14 +95,6 @@ class Fp16Result:
     latency_batch: int = LATENCY_BATCH
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
-    @property
-    def size_ratio(self) -> float:
-        return self.fp16_size / self.fp32_size if self.fp32_size else 0.0
-
-    @property
-    def speedup(self) -> float:
-        return self.fp32_latency_ms / self.fp16_latency_ms if self.fp16_latency_ms else 0.0
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "output": str(self.output),
@@ -126,6 +118,14 @@ class Fp16Result:
             "speedup": round(self.speedup, 3),
             "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
         }
+
+    @property
+    def size_ratio(self) -> float:
+        return self.fp16_size / self.fp32_size if self.fp32_size else 0.0
+
+    @property
+    def speedup(self) -> float:
+        return self.fp32_latency_ms / self.fp16_latency_ms if self.fp16_latency_ms else 0.0
 
 
 def fp16_path_for(fp32_path: Path) -> Path:
