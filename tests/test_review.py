@@ -253,3 +253,85 @@ def test_doctor_exits_2_not_1_when_the_environment_is_broken(monkeypatch):
     assert result.exit_code == 2
     monkeypatch.setattr(doctor, "run_doctor", real)
     assert runner.invoke(app, ["doctor", "--cameras", "0"]).exit_code == 0  # CPU works here
+
+
+@pytest.mark.parametrize("name", ["[unsorted].onnx", "[bold red]loud.onnx"])
+def test_benchmark_table_prints_markup_in_names_as_text(tmp_path, name):
+    model = mean_colour_model(tmp_path / name)
+    result = runner.invoke(
+        app, ["benchmark", str(model), "--runs", "1", "--warmup", "0", "--peak-seconds", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    shown = result.stderr.replace("\n", "").replace("│", "").replace(" ", "")
+    assert name.replace(" ", "") in shown
+
+
+def test_classify_counting_thread_ends_with_the_run(tmp_path, model, photos, monkeypatch):
+    """The background count of files (for the progress bar) stops when the run stops, not after it."""
+    import threading
+    import time
+
+    import edgecnn.apps.classify as classify_module
+    from edgecnn.apps.classify import ClassifyConfig, classify_batches, new_summary
+    from edgecnn.runtime.predictor import Predictor
+
+    real = classify_module.iter_image_files
+
+    def slow_off_the_main_thread(*args, **kwargs):
+        for path in real(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                time.sleep(0.2)  # a slow network share, seen by the counting thread only
+            yield path
+
+    monkeypatch.setattr(classify_module, "iter_image_files", slow_off_the_main_thread)
+    predictor = Predictor(model, provider="cpu")
+    config = ClassifyConfig(paths=[photos], batch_size=4)
+    before = set(threading.enumerate())
+    batches = classify_batches(config, predictor, new_summary(config, predictor), lambda d, t: None, True)
+    next(batches)
+    batches.close()  # the run stops after one batch; counting the 9 files would take 1.8 s more
+    time.sleep(0.5)
+    assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
+
+
+def test_progress_rate_counts_from_the_start_of_the_run(tmp_path, model, photos, monkeypatch):
+    """images/s on the progress bar divides by the time since the run began, first batch included."""
+    import edgecnn.apps.classify as classify_module
+    import edgecnn.cli.render as render
+    from edgecnn.apps.classify import ClassifyConfig
+    from edgecnn.runtime.predictor import Predictor
+
+    rates = []
+    real = classify_module.classify_paths
+
+    def slow_first_batch(config, predictor, on_progress=None, **kwargs):
+        import time
+
+        time.sleep(0.5)  # a slow first batch (decoding, session warm-up) before the first progress call
+        return real(config, predictor, on_progress=on_progress, **kwargs)
+
+    class Recorder:
+        def __init__(self, *columns, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, *args, **kwargs):
+            return 0
+
+        def update(self, task, completed, total, rate):
+            rates.append((completed, rate))
+
+    monkeypatch.setattr(classify_module, "classify_paths", slow_first_batch)
+    import rich.progress
+
+    monkeypatch.setattr(rich.progress, "Progress", Recorder)
+    render.classify_with_progress(
+        ClassifyConfig(paths=[photos], batch_size=4), Predictor(model, provider="cpu")
+    )
+    done, rate = rates[0]
+    assert done == 4 and rate < 4 / 0.5  # counted from before the slow first batch

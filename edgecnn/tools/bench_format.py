@@ -27,13 +27,14 @@ COLUMNS = (
 
 def format_table(report: dict[str, Any]) -> Any:
     """A rich Table with one row per model, provider and batch size."""
+    from rich.markup import escape
     from rich.table import Table
 
     from edgecnn.tools.machine import describe_gpu
 
     gpu = describe_gpu(report["machine"].get("gpu"))
     where = report["machine"]["cpu"] + (f"; GPU {gpu}" if gpu else "")
-    table = Table(title=f"edgecnn benchmark ({where})", title_justify="left")
+    table = Table(title=f"edgecnn benchmark ({escape(where)})", title_justify="left")
     for name in COLUMNS:
         table.add_column(name, justify="left" if name in ("model", "precision", "provider") else "right")
     table.add_column("note", overflow="fold")
@@ -50,7 +51,7 @@ def format_table(report: dict[str, Any]) -> Any:
         ran = r["status"] == "ok"
         note = r["reason"] if not ran else (r["memory_note"] or "")
         table.add_row(
-            names.get(r["model_index"], r["model"]),
+            escape(names.get(r["model_index"], r["model"])),
             r["precision"],
             r["provider"],
             str(r["batch_size"]),
@@ -63,26 +64,29 @@ def format_table(report: dict[str, Any]) -> Any:
             _num(r["macs_per_image"] / 1e6 if r["macs_per_image"] is not None else None, ",.2f"),
             _num(r["achieved_gops"], ",.2f", " " + r["ops_unit"]),
             _num(r["peak_share"] * 100 if r["peak_share"] is not None else None, ".1f", "%"),
-            f"[red]{r['status']}[/red]: {note}" if not ran else note,
+            f"[red]{escape(r['status'])}[/red]: {escape(note)}" if not ran else escape(note),
         )
     return table
 
 
 def format_accuracy(report: dict[str, Any]) -> Any:
     """A rich Table of accuracy and top-1 agreement, or None when the benchmark had no --data."""
+    from rich.markup import escape
     from rich.table import Table
 
     if not report.get("accuracy"):
         return None
-    table = Table(title=f"accuracy on {report['settings']['data_dir']} (cpu)", title_justify="left")
+    table = Table(
+        title=f"accuracy on {escape(str(report['settings']['data_dir']))} (cpu)", title_justify="left"
+    )
     for name in ("model", "images", "accuracy", "agrees with first"):
         table.add_column(name, justify="left" if name == "model" else "right")
     for entry in report["accuracy"]:
         if entry["error"]:
-            table.add_row(Path(entry["model"]).name, "-", f"[red]{entry['error']}[/red]", "-")
+            table.add_row(escape(Path(entry["model"]).name), "-", f"[red]{escape(entry['error'])}[/red]", "-")
             continue
         table.add_row(
-            Path(entry["model"]).name,
+            escape(Path(entry["model"]).name),
             str(entry["images"]),
             _num(entry["accuracy"] * 100, ".2f", "%"),
             _num(
