@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.conversion.convert import ParityReport, judge_parity
-from edgecnn.conversion.quantize import decode_batches, drop_pp, measure_latency
+from edgecnn.conversion.quantize import decode_batches, drop_pp, latency_sample, measure_latency
 from edgecnn.conversion.samples import folder_samples, parity_samples, training_samples
 from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import ModelContract
@@ -356,9 +356,7 @@ def export_fp16(
     converted.producer_name = "edgecnn"
     with atomic_output(output, force) as tmp:
         save_onnx(converted, tmp)
-        sample = np.concatenate(batches)[:LATENCY_BATCH]
-        if len(sample) < LATENCY_BATCH:
-            sample = np.resize(sample, (LATENCY_BATCH, *sample.shape[1:]))
+        sample = latency_sample(batches, LATENCY_BATCH)
         fp32_ms, fp16_ms = measure_latency(fp32_path, sample), measure_latency(tmp, sample)
         size = tmp.stat().st_size
     return Fp16Result(

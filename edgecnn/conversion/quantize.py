@@ -218,6 +218,12 @@ def predict_all(model_path: Path, batches: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate([predictor.predict_batch(b) for b in batches]) if batches else np.zeros((0, 0))
 
 
+def latency_sample(batches: list[np.ndarray], size: int) -> np.ndarray:
+    """A batch of ``size`` real images for timing: the first ones decoded, repeated when there are fewer."""
+    sample = np.concatenate(batches)[:size]
+    return np.resize(sample, (size, *sample.shape[1:])) if len(sample) < size else sample
+
+
 def measure_latency(model_path: Path, batch: np.ndarray, runs: int = 10) -> float:
     """Median milliseconds of one batch on the CPU provider, after a warm-up run."""
     from edgecnn.runtime.predictor import Predictor
@@ -393,9 +399,7 @@ def quantize_model(
             check = load_onnx(tmp)
             if not op_counts(check).get("QuantizeLinear"):
                 raise ExportError("the quantised model has no QuantizeLinear nodes; refusing to write it")
-            sample = np.concatenate(calib)[:latency_batch]
-            if len(sample) < latency_batch:
-                sample = np.resize(sample, (latency_batch, *sample.shape[1:]))
+            sample = latency_sample(calib, latency_batch)
             fp32_ms = measure_latency(fp32_path, sample)
             int8_ms = measure_latency(tmp, sample)
             int8_size = tmp.stat().st_size
