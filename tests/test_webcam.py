@@ -443,5 +443,6 @@ def test_record_onto_a_folder_is_an_output_error(model, tmp_path, monkeypatch):
 
 def test_crop_for_refuses_a_fit_it_cannot_reproduce():
     assert crop_for(SimpleNamespace(fit="stretch")) == "none"
-    with pytest.raises(ConfigError, match="letterbox.*--crop center or --crop none"):
-        crop_for(SimpleNamespace(fit="letterbox"))
+    assert crop_for(SimpleNamespace(fit="letterbox")) == "none"  # imaging.resize letterboxes the frame
+    with pytest.raises(ConfigError, match="zoom.*--crop center or --crop none"):
+        crop_for(SimpleNamespace(fit="zoom"))

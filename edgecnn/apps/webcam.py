@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 STAGES = ("read", "capture_wait", "preprocess", "inference", "overlay", "display", "write")
 WINDOW = "edgecnn"
 CROPS = ("center", "none")
-#: How each contract ``fit`` mode is reproduced on a frame.
-FIT_TO_CROP = {"stretch": "none"}
+#: How each contract ``fit`` mode is reproduced on a frame: frame_to_input applies the contract's fit itself
+#: (imaging.resize), so no crop is added before it; --crop center first cuts the frame to the model's aspect.
+FIT_TO_CROP = {"stretch": "none", "crop": "none", "letterbox": "none"}
 #: Longest single wait for a frame; the loop waits on while the source is alive, keeping the window responsive.
 POLL_SECONDS = 0.1
 QUIT_KEYS = (ord("q"), 27)

@@ -33,8 +33,10 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 
 COLOR_ORDERS = {3: "RGB", 1: "GRAY"}
-RESIZE_METHODS = ("area",)
-FIT_MODES = ("stretch",)
+RESIZE_METHODS = ("area", "linear", "cubic")
+FIT_MODES = ("stretch", "crop", "letterbox")
+#: torchvision's Resize(256) + CenterCrop(224): the share of the scaled side that ``fit="crop"`` keeps.
+DEFAULT_CROP_FRACTION = 0.875
 ALPHA_MODES = ("white",)
 MAX_LABELS = 100_000
 MAX_LABEL_LENGTH = 200
@@ -63,6 +65,8 @@ class InputSpec:
     alpha: str = "white"
     orientation: str = "exif"
     preprocess_version: int = PREPROCESS_VERSION
+    crop_fraction: float | None = None  # fit "crop" only (DEFAULT_CROP_FRACTION when not given)
+    pad_value: int | None = None  # fit "letterbox" only (0 when not given)
 
     @classmethod
     def square(cls, size: int, channels: int = 3) -> InputSpec:
@@ -70,8 +74,22 @@ class InputSpec:
         return cls(height=size, width=size, channels=channels, color_order=COLOR_ORDERS.get(channels, "?"))
 
     def __post_init__(self) -> None:
+        if self.fit == "crop" and self.crop_fraction is None:
+            object.__setattr__(self, "crop_fraction", DEFAULT_CROP_FRACTION)
+        if self.fit == "letterbox" and self.pad_value is None:
+            object.__setattr__(self, "pad_value", 0)
+        for name, fit in (("crop_fraction", "crop"), ("pad_value", "letterbox")):
+            if getattr(self, name) is not None and self.fit != fit:
+                raise ContractError(
+                    f"contract field input.{name} applies to fit {fit!r} only; fit is {self.fit!r}"
+                )
         if not _CHECKED.get():
-            validate_contract({**asdict(self), "value_range": _listed(self.value_range)}, part="input")
+            validate_contract(self.to_dict(), part="input")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The input block as JSON data; the fit options appear only for the fit that uses them."""
+        data = {key: value for key, value in asdict(self).items() if value is not None}
+        return {**data, "value_range": _listed(self.value_range)}
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -123,7 +141,7 @@ class ModelContract:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["labels"] = _listed(self.labels)
-        data["input"]["value_range"] = _listed(self.input.value_range)
+        data["input"] = self.input.to_dict()
         if data["precision"] is None:  # absent, as in every file written before fp16 models existed
             del data["precision"]
         # Keep the schema first so that a human reading the metadata sees it at once.
