@@ -1,6 +1,6 @@
 """edgecnn: from a folder of labelled photos to a small, fast ONNX image classifier at the edge.
 
-The public Python API (``load``, ``classify``, ``evaluate``, ``export``, ``train``, ``Model``, ``Prediction``) is
+The public Python API (``load``, ``classify``, ``evaluate``, ``export``, ``adopt``, ``train``, ``Model``, ``Prediction``) is
 reached lazily: ``import edgecnn`` pulls in neither TensorFlow, ONNX Runtime nor OpenCV, and ``edgecnn.load``
 never imports TensorFlow. See docs/API.md.
 """
@@ -13,11 +13,13 @@ from edgecnn.core.version import __version__
 
 if TYPE_CHECKING:
     from edgecnn.api import (
+        AdoptOptions,
         ClassifyRun,
         EvaluationResult,
         Model,
         Prediction,
         Row,
+        adopt,
         classify,
         evaluate,
         export,
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from edgecnn.core.errors import EdgecnnError
 
 __all__ = [
+    "AdoptOptions",
     "ClassifyRun",
     "EdgecnnError",
     "EvaluationResult",
@@ -34,6 +37,7 @@ __all__ = [
     "Prediction",
     "Row",
     "__version__",
+    "adopt",
     "classify",
     "evaluate",
     "export",
@@ -42,11 +46,13 @@ __all__ = [
 ]
 
 _API = {
+    "AdoptOptions",
     "ClassifyRun",
     "EvaluationResult",
     "Model",
     "Prediction",
     "Row",
+    "adopt",
     "classify",
     "evaluate",
     "export",

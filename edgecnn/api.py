@@ -17,15 +17,18 @@ from typing import Any
 from edgecnn.apps.classify import ClassifyConfig, ClassifySummary, classify_batches, new_summary
 from edgecnn.apps.evaluate import EvaluationResult, LoadedModel, load_onnx_model, run_on_folder
 from edgecnn.apps.outputs import Row
+from edgecnn.conversion.adopt import AdoptOptions
 from edgecnn.core.errors import ModelFileError
 from edgecnn.runtime.model import Model, Prediction, load
 
 __all__ = [
+    "AdoptOptions",
     "ClassifyRun",
     "EvaluationResult",
     "Model",
     "Prediction",
     "Row",
+    "adopt",
     "classify",
     "evaluate",
     "export",
@@ -59,14 +62,17 @@ def train(data_dir: PathLike, **options: Any) -> Any:
     return run_training(TrainConfig(data_dir=Path(data_dir), **options))
 
 
-def export(run: PathLike, int8: bool = False, **options: Any) -> Any:
-    """Convert a trained Keras model to ONNX through its parity gate (``edgecnn export``); optionally int8.
+def export(run: PathLike, int8: bool = False, foreign: AdoptOptions | None = None, **options: Any) -> Any:
+    """Convert a Keras model to ONNX through its parity gate (``edgecnn export``); optionally int8 and fp16.
 
     Args:
-        run: A run folder from ``train``, or a .keras file with report.json beside it.
+        run: A run folder from ``train``, a .keras file with report.json beside it, a .keras/.h5 model edgecnn
+            did not train (with ``foreign``), or an edgecnn .onnx file to derive int8/fp16 files from.
         int8: Also write a static int8 model, calibrated on real images, within the accuracy budget.
+        foreign: The labels and pixel recipe of a Keras model edgecnn did not train (``AdoptOptions``).
         **options: ``output``, ``int8_output``, ``calib_dir``, ``calib_size``, ``calib_method``,
-            ``per_channel``, ``eval_dir``, ``max_accuracy_drop``, ``accuracy_gate``, ``opset``, ``force``.
+            ``per_channel``, ``eval_dir``, ``max_accuracy_drop``, ``accuracy_gate``, ``opset``, ``force``,
+            ``fp16``, ``fp16_output``.
 
     Returns:
         An ``ExportResult``: ``output``, ``parity``, ``size_bytes`` and ``int8`` (a ``QuantizeResult`` or None).
@@ -76,7 +82,50 @@ def export(run: PathLike, int8: bool = False, **options: Any) -> Any:
     """
     from edgecnn.conversion.convert import export_all
 
-    return export_all(Path(run), int8=int8, **options)
+    return export_all(Path(run), int8=int8, foreign=foreign, **options)
+
+
+def adopt(
+    model: PathLike,
+    options: AdoptOptions,
+    output: PathLike | None = None,
+    output_name: str | None = None,
+    check_dir: PathLike | None = None,
+    force: bool = False,
+) -> Any:
+    """Give an ONNX classifier from elsewhere an edgecnn contract (``edgecnn adopt``).
+
+    The copy takes raw RGB pixels like every edgecnn model: the preprocessing ``options`` describe is
+    prepended to the graph and a softmax appended to logits. It is checked against the original on the same
+    images (probabilities within 1e-5) before it is written.
+
+    Args:
+        model: The foreign .onnx file.
+        options: Labels, pixel recipe (``preset`` and/or ``scale``, ``mean``, ``std``, ...) and resize policy.
+        output: The adopted file [default: ``<stem>.edgecnn.onnx`` beside the model].
+        output_name: The graph output with the class scores, when there are several.
+        check_dir: Images for the check [default: generated images].
+
+    Returns:
+        An ``AdoptResult``: ``output``, ``contract``, ``check`` (images, max_abs_diff), ``notes``.
+
+    Raises:
+        ModelFileError: The model cannot be adopted (the message says why); ConfigError: bad options or labels;
+        ExportError: the check failed (nothing written); OutputError: the output exists.
+    """
+    from edgecnn.conversion.adopt import adopt_onnx
+
+    preprocessing, resize = options.resolve()
+    return adopt_onnx(
+        model,
+        options.labels,
+        preprocessing,
+        resize,
+        output=output,
+        output_name=output_name,
+        check_dir=check_dir,
+        force=force,
+    )
 
 
 class ClassifyRun:

@@ -11,7 +11,26 @@ from typing import Annotated
 import typer
 
 from edgecnn.cli.app import app, handle_errors, out, say
-from edgecnn.cli.options import Provider, ProviderOption, WorkersOption, config_from
+from edgecnn.cli.options import (
+    ColorOrderOption,
+    CropFractionOption,
+    FitOption,
+    InterpolationOption,
+    LabelsOption,
+    LayoutOption,
+    MeanOption,
+    OutputKindOption,
+    PadValueOption,
+    PresetOption,
+    Provider,
+    ProviderOption,
+    ScaleOption,
+    SizeOption,
+    StdOption,
+    WorkersOption,
+    adopt_options,
+    config_from,
+)
 from edgecnn.cli.render import print_export
 
 
@@ -187,7 +206,7 @@ def export(
     source: Annotated[
         Path,
         typer.Argument(
-            help="A run folder from `edgecnn train`, or a .keras file with report.json beside it."
+            help="A run folder from `edgecnn train`; a .keras file with report.json beside it; a .keras/.h5 model edgecnn did not train (with --labels); or an edgecnn .onnx file to derive --int8/--fp16 files from."
         ),
     ],
     output: Annotated[
@@ -251,12 +270,41 @@ def export(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the export figures as JSON on stdout.")
     ] = False,
+    labels: LabelsOption = None,
+    preset: PresetOption = None,
+    layout: LayoutOption = None,
+    color_order: ColorOrderOption = None,
+    scale: ScaleOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    output_kind: OutputKindOption = None,
+    size: SizeOption = None,
+    fit: FitOption = None,
+    crop_fraction: CropFractionOption = None,
+    pad_value: PadValueOption = None,
+    interpolation: InterpolationOption = None,
 ) -> None:
-    """Convert a trained Keras model to ONNX (checked against Keras), optionally int8 and fp16."""
+    """Convert a Keras model to ONNX (checked against Keras), optionally int8 and fp16."""
     from edgecnn.conversion.convert import export_all
 
+    foreign = adopt_options(
+        labels,
+        preset=preset,
+        layout=layout,
+        color_order=color_order,
+        scale=scale,
+        mean=mean,
+        std=std,
+        output_kind=output_kind,
+        size=size,
+        fit=fit,
+        crop_fraction=crop_fraction,
+        pad_value=pad_value,
+        interpolation=interpolation,
+    )
     result = export_all(
         source,
+        foreign=foreign,
         output=output,
         int8=int8,
         int8_output=int8_output,

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.conversion.adopt import AdoptOptions
 from edgecnn.conversion.quantize import quantize_model
 from edgecnn.conversion.samples import (
     int8_samples,
@@ -272,12 +273,16 @@ def export_all(
     accuracy_gate: bool = True,
     fp16: bool = False,
     fp16_output: str | Path | None = None,
+    foreign: AdoptOptions | None = None,
 ) -> ExportResult:
     """``edgecnn export``: the fp32 file with its parity gate, then (with ``int8``) the calibrated int8 file and
     (with ``fp16``) the fp16 file with its parity gate against fp32 (``export.fp16``).
 
     With ``int8`` or ``fp16`` and an fp32 file already exported from the same .keras file, the fp32 file is
-    reused. The int8 and fp16 accuracy gates need labelled images: without them nothing is written, unless
+    reused. ``source`` may also be an edgecnn .onnx file (exported or adopted): only the int8 and fp16 files
+    are derived from it, calibrated on --calib and gated on --eval. With ``foreign`` (the labels and
+    preprocessing of a Keras model edgecnn did not train), the .keras/.h5 file is converted and adopted
+    (``conversion.foreign``). The int8 and fp16 accuracy gates need labelled images: without them nothing is written, unless
     ``accuracy_gate`` is off.
 
     Raises:
@@ -297,8 +302,18 @@ def export_all(
         raise ConfigError(f"--max-accuracy-drop must be 0 or more, got {max_accuracy_drop}")
     from edgecnn.conversion.fp16 import export_fp16, fp16_path_for, fp16_samples
 
-    model_path, run_dir = resolve_source(source)
-    fp32_path = Path(output) if output else run_dir / "model.onnx"
+    source = Path(source)
+    onnx_source = source.suffix.lower() == ".onnx"
+    if onnx_source:
+        _check_onnx_source(source, output, int8, fp16, foreign)
+        model_path, run_dir, fp32_path = source, source.parent, source
+    elif foreign is not None:
+        model_path, run_dir = source, source.parent
+        fp32_path = Path(output) if output else source.with_suffix(".onnx")
+    else:
+        model_path, run_dir = resolve_source(source)
+        fp32_path = Path(output) if output else run_dir / "model.onnx"
+    report = run_report(run_dir) if foreign is None and not onnx_source else {}
     int8_path = Path(int8_output) if int8_output else int8_path_for(fp32_path)
     fp16_path = Path(fp16_output) if fp16_output else fp16_path_for(fp32_path)
     for wanted, path in ((int8, int8_path), (fp16, fp16_path)):
@@ -306,28 +321,38 @@ def export_all(
             raise OutputError(f"{path} exists; pass --force to overwrite it")
     if fp16 and fp16_path.suffix.lower() != ".onnx":
         raise ConfigError(f"the fp16 output must end in .onnx, got {fp16_path}")
-    if int8 or fp16:
+    if onnx_source:
+        from edgecnn.core.onnxfile import load_onnx, read_contract
+
+        contract = read_contract(load_onnx(source), what=str(source))
+        result = ExportResult(
+            source, contract, ParityReport(0, 0.0, 1.0, "the source"), source.stat().st_size, 0.0
+        )
+        result.notes.append("derived from an edgecnn ONNX file")
+    elif foreign is not None:
+        result = _export_foreign(model_path, foreign, fp32_path, opset, force, eval_dir or calib_dir)
+        contract = result.contract
+    else:
         contract = load_keras_contract(model_path)
     if int8:
         calib, calib_source, evals, eval_source = int8_samples(
-            contract, run_report(run_dir), calib_dir, calib_size, eval_dir, accuracy_gate
+            contract, report, calib_dir, calib_size, eval_dir, accuracy_gate
         )
     if fp16:
-        half_samples, half_source = fp16_samples(
-            contract, run_report(run_dir), calib_dir, eval_dir, accuracy_gate
-        )
+        half_samples, half_source = fp16_samples(contract, report, calib_dir, eval_dir, accuracy_gate)
     derived = int8 or fp16
-    reused = current_fp32(fp32_path, model_path) if derived and not force and fp32_path.exists() else None
-    if reused is not None:
-        say(f"{fp32_path} is already an export of {model_path}: reusing it")
-        result = ExportResult(
-            fp32_path, reused, ParityReport(0, 0.0, 1.0, "earlier export"), fp32_path.stat().st_size, 0.0
-        )
-        result.notes.append("fp32 file reused (same source model)")
-    else:
-        result = export_model(
-            model_path, fp32_path, opset=opset, force=force, calib_dir=calib_dir, eval_dir=eval_dir
-        )
+    if not onnx_source and foreign is None:
+        reused = current_fp32(fp32_path, model_path) if derived and not force and fp32_path.exists() else None
+        if reused is not None:
+            say(f"{fp32_path} is already an export of {model_path}: reusing it")
+            result = ExportResult(
+                fp32_path, reused, ParityReport(0, 0.0, 1.0, "earlier export"), fp32_path.stat().st_size, 0.0
+            )
+            result.notes.append("fp32 file reused (same source model)")
+        else:
+            result = export_model(
+                model_path, fp32_path, opset=opset, force=force, calib_dir=calib_dir, eval_dir=eval_dir
+            )
     if fp16:
         result.fp16 = export_fp16(
             fp32_path, fp16_path, half_samples, half_source, max_accuracy_drop, accuracy_gate, force
@@ -350,4 +375,32 @@ def export_all(
         force=force,
         accuracy_gate=accuracy_gate,
     )
+    return result
+
+
+def _check_onnx_source(source: Path, output: Any, int8: bool, fp16: bool, foreign: Any) -> None:
+    if foreign is not None:
+        raise ConfigError(
+            f"--labels and the preprocessing options are for Keras models; give {source.name} a contract "
+            "with `edgecnn adopt`"
+        )
+    if output is not None:
+        raise ConfigError(f"--output names the fp32 file; with an .onnx source that is {source} itself")
+    if not (int8 or fp16):
+        raise ConfigError(
+            f"{source} is already ONNX: pass --int8 and/or --fp16 to derive from it "
+            "(or `edgecnn adopt` to give a model from elsewhere a contract)"
+        )
+
+
+def _export_foreign(
+    model_path: Path, foreign: AdoptOptions, output: Path, opset: int, force: bool, check_dir: Any
+) -> ExportResult:
+    from edgecnn.conversion.foreign import export_foreign_keras
+
+    adopted = export_foreign_keras(model_path, foreign, output, opset, force, check_dir, PARITY_ATOL)
+    check = adopted.check
+    parity = ParityReport(check.images, check.max_abs_diff, check.top1_agreement, check.source, check.skipped)
+    result = ExportResult(adopted.output, adopted.contract, parity, adopted.size_bytes, adopted.seconds)
+    result.notes.extend(adopted.notes)
     return result

@@ -202,8 +202,9 @@ def contract_from_metadata(metadata: dict[str, str], what: str = "this model") -
     """
     if METADATA_KEY not in metadata:
         raise ContractError(
-            f"{what} is not an edgecnn model (no '{METADATA_KEY}' metadata); "
-            "re-export it with `edgecnn export`"
+            f"{what} is not an edgecnn model (no '{METADATA_KEY}' metadata); a classifier from elsewhere "
+            "gets one with `edgecnn adopt MODEL --labels FILE --preset ...`, an edgecnn Keras model with "
+            "`edgecnn export`"
         )
     return ModelContract.from_json(metadata[METADATA_KEY])
 

@@ -18,7 +18,9 @@ def load_keras_contract(model_path: Path) -> ModelContract:
     report = model_path.parent / "report.json"
     if not report.is_file():
         raise ModelFileError(
-            f"no report.json beside {model_path}: edgecnn needs the training report for the labels and input size"
+            f"no report.json beside {model_path}: edgecnn needs the training report for the labels and input "
+            "size; for a Keras model edgecnn did not train, pass --labels FILE and how it expects its pixels "
+            "(--preset or --scale)"
         )
     try:
         data = json.loads(report.read_text(encoding="utf-8"))

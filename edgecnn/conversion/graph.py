@@ -1,0 +1,273 @@
+"""Reading a foreign classifier's graph (its one image input, its class-score output) and rewiring it to take
+raw pixels under edgecnn's tensor names: the graph surgery behind ``edgecnn adopt``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgecnn.conversion.preprocess import Preprocessing
+from edgecnn.core.contract import INPUT_NAME, OUTPUT_NAME
+from edgecnn.core.errors import ConfigError, ModelFileError
+
+Dim = int | str | None
+
+
+@dataclass
+class Foreign:
+    """The facts of a foreign graph that adoption needs."""
+
+    input: str
+    input_shape: list[Dim]
+    layout: str  # NCHW or NHWC
+    channels: int
+    height: int | None
+    width: int | None
+    elem_type: int  # ONNX TensorProto element type of the input
+    output: str
+    classes: int | None
+    output_elem_type: int
+    ends_in_softmax: bool
+    fixed_batch: int | None
+
+    @property
+    def numpy_dtype(self) -> Any:
+        from onnx import helper
+
+        return helper.tensor_dtype_to_np_dtype(self.elem_type)
+
+    @property
+    def dtype_name(self) -> str:
+        return str(np.dtype(self.numpy_dtype))
+
+
+def inspect_graph(proto: Any, what: str, layout: str = "auto", output_name: str | None = None) -> Foreign:
+    """The input and output of a foreign classifier, with a clear refusal for what cannot be adopted.
+
+    Raises:
+        ModelFileError: Not one image input of rank 4, or no output that is a class vector.
+        ConfigError: The layout cannot be read from the shape and was not given, or ``output_name`` is unknown.
+    """
+    from onnx import TensorProto
+
+    graph = proto.graph
+    constants = {init.name for init in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in constants]
+    if len(inputs) != 1:
+        names = ", ".join(repr(value.name) for value in inputs) or "none"
+        raise ModelFileError(
+            f"{what} has {len(inputs)} inputs ({names}); edgecnn adopts models with one image input"
+        )
+    value = inputs[0]
+    elem_type = value.type.tensor_type.elem_type
+    if elem_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.UINT8):
+        raise ModelFileError(
+            f"input {value.name!r} of {what} is {TensorProto.DataType.Name(elem_type).lower()}; "
+            "edgecnn adopts float32, float16 or uint8 image inputs"
+        )
+    dims = _dims(value)
+    if dims is None or len(dims) != 4:
+        shown = "unknown" if dims is None else dims
+        extra = " (no batch dimension)" if dims is not None and len(dims) == 3 else ""
+        raise ModelFileError(
+            f"input {value.name!r} of {what} has shape {shown}{extra}: not an image batch (N, C, H, W) or (N, H, W, C)"
+        )
+    layout = layout if layout != "auto" else _layout(value.name, dims)
+    channels = dims[1] if layout == "NCHW" else dims[3]
+    height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
+    if channels not in (1, 3):
+        raise ModelFileError(
+            f"input {value.name!r} has {channels} channels in {layout} (shape {dims}); edgecnn feeds 1 or 3 channels"
+        )
+    output = _output(graph, what, output_name)
+    out_dims = _dims(output)
+    if out_dims is not None and len(out_dims) != 2:
+        raise ModelFileError(
+            f"output {output.name!r} of {what} has shape {out_dims}: not a class vector (batch, classes)"
+        )
+    out_type = output.type.tensor_type.elem_type
+    if out_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+        raise ModelFileError(f"output {output.name!r} of {what} is not float scores")
+    return Foreign(
+        input=value.name,
+        input_shape=dims,
+        layout=layout,
+        channels=int(channels),
+        height=height if isinstance(height, int) else None,
+        width=width if isinstance(width, int) else None,
+        elem_type=elem_type,
+        output=output.name,
+        classes=out_dims[1] if out_dims is not None and isinstance(out_dims[1], int) else None,
+        output_elem_type=out_type,
+        ends_in_softmax=_produced_by_softmax(graph, output.name),
+        fixed_batch=dims[0] if isinstance(dims[0], int) else None,
+    )
+
+
+def rewire(
+    proto: Any,
+    foreign: Foreign,
+    pre: Preprocessing,
+    height: int,
+    width: int,
+    classes: int,
+    append_softmax: bool,
+) -> None:
+    """Make the graph take raw NHWC RGB pixels as ``image`` and give probabilities as ``probabilities``.
+
+    The preprocessing nodes go in front of the original input, a softmax (or an identity) after the chosen
+    output; other outputs and what only they used are dropped, and a fixed batch becomes dynamic.
+    """
+    from onnx import TensorProto, helper
+
+    if foreign.elem_type == TensorProto.UINT8 and (pre.scale != "0-255" or pre.mean or pre.std):
+        raise ConfigError("the model takes uint8 pixels: use --scale 0-255 without --mean or --std")
+    graph = proto.graph
+    used = _names(graph)
+    internal_in, internal_out = foreign.input, foreign.output
+    if INPUT_NAME in used:
+        internal_in = _fresh(INPUT_NAME, used)
+        _rename(graph, INPUT_NAME, internal_in)
+        internal_out = internal_in if internal_out == INPUT_NAME else internal_out
+    keep_name = (
+        internal_out == OUTPUT_NAME and not append_softmax and foreign.output_elem_type == TensorProto.FLOAT
+    )
+    if OUTPUT_NAME in used and not keep_name:
+        fresh = _fresh(OUTPUT_NAME, used)
+        _rename(graph, OUTPUT_NAME, fresh)
+        internal_out = fresh if internal_out == OUTPUT_NAME else internal_out
+    pixels = helper.make_tensor_value_info(
+        INPUT_NAME, TensorProto.FLOAT, ["batch", height, width, foreign.channels]
+    )
+    # Initializers listed as inputs (IR version 3) stay inputs.
+    _replace(graph.input, [pixels, *(v for v in graph.input if v.name != internal_in)])
+    front = pre.nodes(INPUT_NAME, internal_in, foreign.channels, foreign.elem_type)
+    tail = []
+    scores = internal_out
+    if foreign.output_elem_type != TensorProto.FLOAT:
+        tail.append(helper.make_node("Cast", [scores], ["edgecnn_scores_fp32"], to=TensorProto.FLOAT))
+        scores = "edgecnn_scores_fp32"
+    if append_softmax:
+        tail.append(helper.make_node("Softmax", [scores], [OUTPUT_NAME], axis=-1))
+    elif scores != OUTPUT_NAME:
+        tail.append(helper.make_node("Identity", [scores], [OUTPUT_NAME]))
+    _replace(graph.node, [*front, *graph.node, *tail])
+    _replace(
+        graph.output, [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", classes])]
+    )
+    if foreign.fixed_batch is not None:
+        del graph.value_info[:]  # their shapes name the old fixed batch; ONNX Runtime infers them again
+    _prune(graph)
+
+
+def _dims(value: Any) -> list[Dim] | None:
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
+
+
+def _layout(name: str, dims: list[Dim]) -> str:
+    first, last = dims[1] in (1, 3), dims[3] in (1, 3)
+    if first and not last:
+        return "NCHW"
+    if last and not first:
+        return "NHWC"
+    raise ConfigError(
+        f"cannot tell the layout of input {name!r} from its shape {dims}; pass --layout nchw or nhwc"
+    )
+
+
+def _output(graph: Any, what: str, output_name: str | None) -> Any:
+    outputs = list(graph.output)
+    names = ", ".join(repr(o.name) for o in outputs)
+    if output_name is not None:
+        for output in outputs:
+            if output.name == output_name:
+                return output
+        raise ConfigError(f"--output-name {output_name!r} is not an output of {what}; it has {names}")
+    if len(outputs) != 1:
+        raise ConfigError(
+            f"{what} has {len(outputs)} outputs ({names}); pass --output-name with the class scores"
+        )
+    return outputs[0]
+
+
+def _produced_by_softmax(graph: Any, name: str) -> bool:
+    producers = {out: node for node in graph.node for out in node.output}
+    node = producers.get(name)
+    while node is not None and node.op_type in ("Identity", "Cast"):
+        node = producers.get(node.input[0])
+    return node is not None and node.op_type == "Softmax"
+
+
+def _subgraphs(node: Any) -> list[Any]:
+    from onnx import AttributeProto
+
+    found = []
+    for attr in node.attribute:
+        if attr.type == AttributeProto.GRAPH:
+            found.append(attr.g)
+        elif attr.type == AttributeProto.GRAPHS:
+            found.extend(attr.graphs)
+    return found
+
+
+def _names(graph: Any) -> set[str]:
+    names = {v.name for v in [*graph.input, *graph.output, *graph.initializer, *graph.value_info]}
+    for node in graph.node:
+        names.update(node.input)
+        names.update(node.output)
+        for sub in _subgraphs(node):
+            names |= _names(sub)
+    return names
+
+
+def _fresh(base: str, used: set[str]) -> str:
+    i = 0
+    while f"{base}_{i}" in used:
+        i += 1
+    used.add(f"{base}_{i}")
+    return f"{base}_{i}"
+
+
+def _rename(graph: Any, old: str, new: str) -> None:
+    for node in graph.node:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                if name == old:
+                    field[i] = new
+        for sub in _subgraphs(node):
+            _rename(sub, old, new)
+    for value in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        if value.name == old:
+            value.name = new
+
+
+def _prune(graph: Any) -> None:
+    """Drop the nodes and initializers that no remaining output needs (the outputs adoption left out)."""
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if any(out in needed for out in node.output if out):
+            kept.append(node)
+            needed.update(node.input)
+            for sub in _subgraphs(node):  # subgraphs may read the outer graph's tensors by name
+                needed |= _names(sub)
+    _replace(graph.node, kept[::-1])
+    initializers = [init for init in graph.initializer if init.name in needed]
+    if len(initializers) != len(graph.initializer):
+        _replace(graph.initializer, initializers)
+
+
+def _replace(field: Any, items: list[Any]) -> None:
+    """Set a repeated protobuf field to ``items`` (copied first: clearing the field may release them)."""
+    copies = []
+    for item in items:
+        copy = type(item)()
+        copy.CopyFrom(item)
+        copies.append(copy)
+    del field[:]
+    field.extend(copies)
