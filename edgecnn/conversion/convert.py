@@ -95,6 +95,11 @@ def resolve_source(source: str | Path) -> tuple[Path, Path]:
         return model, path
     if not path.exists():
         raise ModelFileError(f"model not found: {path}")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        raise ModelFileError(
+            f"{path} is a Keras .h5 model edgecnn did not train: pass --labels FILE and how it expects its "
+            "pixels (--preset or --scale)"
+        )
     if path.suffix.lower() != ".keras":
         raise ModelFileError(f"{path} is not a .keras model; give a run folder or a .keras file")
     return path, path.parent
