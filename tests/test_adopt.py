@@ -343,3 +343,26 @@ def test_preprocessing_refuses_values_it_cannot_use():
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_adopt_and_int8_of_the_adopted_file_need_no_tensorflow(torch_model, photos):
+    """An inference-only install (no train extra) adopts a model and derives its int8 file."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('tensorflow', 'keras', 'tf2onnx'):\n"
+        "    sys.modules[name] = None  # importing any of them now fails\n"
+        "from edgecnn.cli import app\n"
+        "app(sys.argv[1:])\n"
+    )
+    labels = str(torch_model.parent / "labels.txt")
+    adopted = str(torch_model.with_name("resnet.edgecnn.onnx"))
+    for args in (
+        ["adopt", str(torch_model), "--labels", labels, "--preset", "torchvision"],
+        ["export", adopted, "--int8", "--calib", str(photos), "--eval", str(photos)],
+    ):
+        run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+    assert torch_model.with_name("resnet.edgecnn.int8.onnx").is_file()

@@ -70,8 +70,11 @@ def adopt(
         bool, typer.Option("--json", help="Print what was written as JSON on stdout.")
     ] = False,
 ) -> None:
-    """Give an ONNX classifier from elsewhere an edgecnn contract: its preprocessing goes into the graph (checked
-    against the original), then classify, webcam, evaluate, benchmark and export --int8/--fp16 work with it."""
+    """Give an ONNX classifier from elsewhere an edgecnn contract, its preprocessing moved into the graph.
+
+    The copy is checked against the original on the same images before it is written; then classify, webcam,
+    evaluate, benchmark and export --int8/--fp16 work with it.
+    """
     from edgecnn.api import adopt as run_adopt
 
     options = adopt_options(
