@@ -34,6 +34,11 @@ from edgecnn.cli.options import (
 from edgecnn.cli.render import print_export
 
 
+class Tta(str, Enum):
+    none = "none"
+    flip = "flip"
+
+
 class Arch(str, Enum):
     cnn = "cnn"
     vgg16 = "vgg16"
@@ -266,6 +271,12 @@ def export(
         ),
     ] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset (int8 needs 20 or lower).")] = 17,
+    tta: Annotated[
+        Tta,
+        typer.Option(
+            help="Test-time augmentation inside the graph: flip averages each image with its mirror (every runtime gets it; one extra image of compute per image)."
+        ),
+    ] = Tta.none,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the export figures as JSON on stdout.")
@@ -305,6 +316,7 @@ def export(
     result = export_all(
         source,
         foreign=foreign,
+        tta=tta.value,
         output=output,
         int8=int8,
         int8_output=int8_output,

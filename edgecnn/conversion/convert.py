@@ -26,6 +26,7 @@ from edgecnn.conversion.samples import (
     parity_samples,
     run_report,
 )
+from edgecnn.conversion.tta import add_flip_tta, check_tta, flip_average
 from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from edgecnn.core.dataset import Sample
@@ -180,6 +181,7 @@ def export_model(
     calib_dir: str | Path | None = None,
     eval_dir: str | Path | None = None,
     parity_images: int = PARITY_IMAGES,
+    tta: str | None = None,
 ) -> ExportResult:
     """Export a trained Keras model to ONNX with its contract, and prove parity before keeping the file.
 
@@ -191,12 +193,15 @@ def export_model(
         calib_dir: Images for the parity check (and calibration); default: the run's data.
         eval_dir: A labelled folder; preferred for the parity check when given.
         parity_images: How many real images the parity check runs on.
+        tta: "flip" puts test-time augmentation in the graph (``conversion.tta``); the parity gate then
+            compares with Keras averaging the same two views.
 
     Raises:
         ExportError: Conversion failed or the parity gate failed (no file is left at the output path).
         OutputError: The output exists and ``force`` is off.
     """
     say = logger.info
+    tta = check_tta(tta)
     if not 13 <= opset <= 21:
         raise ConfigError(f"--opset must be between 13 and 21, got {opset}")
     model_path, run_dir = resolve_source(source)
@@ -218,7 +223,10 @@ def export_model(
     keras_model = load_keras_model(model_path)
     say(f"converting {model_path} to ONNX (opset {opset})...")
     proto = convert_to_onnx(keras_model, contract, opset)
+    if tta == "flip":
+        add_flip_tta(proto, contract.num_classes)
     contract = contract.with_updates(
+        tta=tta,
         source={
             "model_file": model_path.name,
             "model_sha256": file_sha256(model_path),
@@ -233,7 +241,8 @@ def export_model(
     proto.producer_version = __version__
     with atomic_output(out_path, force) as tmp:
         save_onnx(proto, tmp)
-        parity = check_parity(keras_model, tmp, contract, samples, sample_source)
+        forward = flip_average(keras_model) if tta == "flip" else keras_model
+        parity = check_parity(forward, tmp, contract, samples, sample_source)
         for path, reason in parity.skipped[:5]:
             say(f"skipped parity image {path}: {reason}")
         say(parity.describe())
@@ -245,8 +254,9 @@ def export_model(
     )
 
 
-def current_fp32(onnx_path: Path, keras_path: Path) -> ModelContract | None:
-    """The contract of ``onnx_path`` when it is an edgecnn fp32 export of exactly this .keras file, else None."""
+def current_fp32(onnx_path: Path, keras_path: Path, tta: str | None = None) -> ModelContract | None:
+    """The contract of ``onnx_path`` when it is an edgecnn fp32 export of exactly this .keras file (with the
+    same test-time augmentation), else None."""
     from edgecnn.core.onnxfile import load_onnx, read_contract
 
     try:
@@ -254,6 +264,7 @@ def current_fp32(onnx_path: Path, keras_path: Path) -> ModelContract | None:
     except ModelFileError:
         return None
     current = contract.quantization is None and contract.source.get("model_sha256") == file_sha256(keras_path)
+    current = current and contract.tta == tta
     return contract if current else None
 
 
@@ -279,6 +290,7 @@ def export_all(
     fp16: bool = False,
     fp16_output: str | Path | None = None,
     foreign: AdoptOptions | None = None,
+    tta: str | None = None,
 ) -> ExportResult:
     """``edgecnn export``: the fp32 file with its parity gate, then (with ``int8``) the calibrated int8 file and
     (with ``fp16``) the fp16 file with its parity gate against fp32 (``export.fp16``).
@@ -307,7 +319,10 @@ def export_all(
         raise ConfigError(f"--max-accuracy-drop must be 0 or more, got {max_accuracy_drop}")
     from edgecnn.conversion.fp16 import export_fp16, fp16_path_for, fp16_samples
 
+    tta = check_tta(tta)
     source = Path(source)
+    if tta is not None and (foreign is not None or source.suffix.lower() == ".onnx"):
+        raise ConfigError("--tta applies to models edgecnn trained (a run folder or its .keras file)")
     onnx_source = source.suffix.lower() == ".onnx"
     if onnx_source:
         _check_onnx_source(source, output, int8, fp16, foreign)
@@ -347,7 +362,8 @@ def export_all(
         half_samples, half_source = fp16_samples(contract, report, calib_dir, eval_dir, accuracy_gate)
     derived = int8 or fp16
     if not onnx_source and foreign is None:
-        reused = current_fp32(fp32_path, model_path) if derived and not force and fp32_path.exists() else None
+        exists = derived and not force and fp32_path.exists()
+        reused = current_fp32(fp32_path, model_path, tta) if exists else None
         if reused is not None:
             say(f"{fp32_path} is already an export of {model_path}: reusing it")
             result = ExportResult(
@@ -356,7 +372,13 @@ def export_all(
             result.notes.append("fp32 file reused (same source model)")
         else:
             result = export_model(
-                model_path, fp32_path, opset=opset, force=force, calib_dir=calib_dir, eval_dir=eval_dir
+                model_path,
+                fp32_path,
+                opset=opset,
+                force=force,
+                calib_dir=calib_dir,
+                eval_dir=eval_dir,
+                tta=tta,
             )
     if fp16:
         result.fp16 = export_fp16(

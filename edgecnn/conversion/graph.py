@@ -142,7 +142,7 @@ def rewire(
         INPUT_NAME, TensorProto.FLOAT, ["batch", height, width, foreign.channels]
     )
     # Initializers listed as inputs (IR version 3) stay inputs.
-    _replace(graph.input, [pixels, *(v for v in graph.input if v.name != internal_in)])
+    replace_field(graph.input, [pixels, *(v for v in graph.input if v.name != internal_in)])
     front = pre.nodes(INPUT_NAME, internal_in, foreign.channels, foreign.elem_type)
     tail = []
     scores = internal_out
@@ -153,8 +153,8 @@ def rewire(
         tail.append(helper.make_node("Softmax", [scores], [OUTPUT_NAME], axis=-1))
     elif scores != OUTPUT_NAME:
         tail.append(helper.make_node("Identity", [scores], [OUTPUT_NAME]))
-    _replace(graph.node, [*front, *graph.node, *tail])
-    _replace(
+    replace_field(graph.node, [*front, *graph.node, *tail])
+    replace_field(
         graph.output, [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", classes])]
     )
     if foreign.fixed_batch is not None:
@@ -256,13 +256,13 @@ def _prune(graph: Any) -> None:
             needed.update(node.input)
             for sub in _subgraphs(node):  # subgraphs may read the outer graph's tensors by name
                 needed |= _names(sub)
-    _replace(graph.node, kept[::-1])
+    replace_field(graph.node, kept[::-1])
     initializers = [init for init in graph.initializer if init.name in needed]
     if len(initializers) != len(graph.initializer):
-        _replace(graph.initializer, initializers)
+        replace_field(graph.initializer, initializers)
 
 
-def _replace(field: Any, items: list[Any]) -> None:
+def replace_field(field: Any, items: list[Any]) -> None:
     """Set a repeated protobuf field to ``items`` (copied first: clearing the field may release them)."""
     copies = []
     for item in items:

@@ -113,6 +113,7 @@ class ModelContract:
     training: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
     precision: str | None = None  # written for fp16 models; None: fp32, or int8 with a quantization block
+    tta: str | None = None  # test-time augmentation inside the graph ("flip"); None: none
     source: dict[str, Any] = field(default_factory=dict)
     edgecnn_version: str = __version__
     schema: str = SCHEMA
@@ -142,8 +143,9 @@ class ModelContract:
         data = asdict(self)
         data["labels"] = _listed(self.labels)
         data["input"] = self.input.to_dict()
-        if data["precision"] is None:  # absent, as in every file written before fp16 models existed
-            del data["precision"]
+        for name in ("precision", "tta"):  # absent when unused, as in every file written before they existed
+            if data[name] is None:
+                del data[name]
         # Keep the schema first so that a human reading the metadata sees it at once.
         return {"schema": data.pop("schema"), **data}
 
