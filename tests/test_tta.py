@@ -23,7 +23,7 @@ def tta_files(trained_run, exported, tmp_path_factory):
     result = runner.invoke(
         app,
         ["export", str(trained_run), "--tta", "flip", "-o", str(out), "--int8", "--max-accuracy-drop", "100"]
-        + ["--json"],
+        + ["--fp16", "--json"],
     )
     assert result.exit_code == 0, result.output
     return exported[0], out, json.loads(result.stdout)
@@ -49,11 +49,14 @@ def test_the_graph_averages_each_image_and_its_mirror(tta_files):
     assert tta.predict_batch(images[:1]).shape == (1, contract.num_classes)
 
 
-def test_int8_of_a_tta_model_keeps_the_tta_and_its_contract(tta_files):
+def test_int8_and_fp16_of_a_tta_model_keep_the_tta(tta_files):
     _, tta_path, figures = tta_files
     int8 = load_onnx(tta_path.with_name("model.tta.int8.onnx"))
     assert read_contract(int8).tta == "flip" and op_counts(int8)["QuantizeLinear"] > 0
     assert figures["int8"]["top1_agreement"] is not None
+    fp16 = load_onnx(tta_path.with_name("model.tta.fp16.onnx"))
+    assert read_contract(fp16).tta == "flip" and read_contract(fp16).precision == "fp16"
+    assert op_counts(fp16)["Slice"] == 1 and op_counts(fp16)["ReduceMean"] >= 1
 
 
 def test_tta_is_not_reused_from_a_plain_export(trained_run, exported):
