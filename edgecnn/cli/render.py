@@ -28,30 +28,7 @@ def print_export(result: Any) -> dict[str, Any]:
     q = result.int8
     if q is not None:
         summary["int8"] = q.to_dict()
-        if len(q.candidates) > 1:
-            say("calibration candidates:")
-            for c in q.candidates:
-                acc = f"{c.accuracy * 100:6.2f}%" if c.accuracy is not None else "   n/a "
-                agree = f"{c.agreement * 100:6.2f}%" if c.agreement is not None else "   n/a "
-                mark = " <- chosen" if c is q.chosen else ""
-                status = c.error or (
-                    "within budget" if c.within_budget else "over budget" if c.within_budget is False else ""
-                )
-                say(
-                    f"  {c.method:<10} {'per-channel' if c.per_channel else 'per-tensor ':<11} accuracy {acc} agreement {agree} {status}{mark}"
-                )
-        say(f"wrote {q.output} ({q.int8_size / 1e6:.2f} MB, {q.size_ratio * 100:.0f}% of fp32)")
-        if q.fp32_accuracy is not None and q.int8_accuracy is not None:
-            say(
-                f"accuracy on {q.eval_images} images: fp32 {q.fp32_accuracy * 100:.2f}%, int8 {q.int8_accuracy * 100:.2f}% "
-                f"(drop {(q.fp32_accuracy - q.int8_accuracy) * 100:+.2f} pp, "
-                f"{'budget ' + str(q.max_accuracy_drop) + ' pp' if q.accuracy_gate == 'passed' else 'accuracy gate ' + q.accuracy_gate}); "
-                f"top-1 agreement {q.agreement * 100:.2f}%"
-            )
-        say(
-            f"speed on this machine (CPU, batch {q.latency_batch}): fp32 {q.fp32_latency_ms:.1f} ms, "
-            f"int8 {q.int8_latency_ms:.1f} ms ({q.speedup:.2f}x)"
-        )
+        _print_int8(q)
     h = result.fp16
     if h is not None:
         summary["fp16"] = h.to_dict()
@@ -73,6 +50,55 @@ def print_export(result: Any) -> dict[str, Any]:
             "float32: fp16 is for GPUs)"
         )
     return summary
+
+
+def _print_int8(q: Any) -> None:
+    if len(q.candidates) > 1:
+        say("calibration candidates:")
+        for c in q.candidates:
+            acc = f"{c.accuracy * 100:6.2f}%" if c.accuracy is not None else "   n/a "
+            agree = f"{c.agreement * 100:6.2f}%" if c.agreement is not None else "   n/a "
+            mark = " <- chosen" if c is q.chosen else ""
+            status = c.error or (
+                "within budget" if c.within_budget else "over budget" if c.within_budget is False else ""
+            )
+            say(
+                f"  {c.method:<10} {'per-channel' if c.per_channel else 'per-tensor ':<11} accuracy {acc} agreement {agree} {status}{mark}"
+            )
+    fb = q.fallback
+    if fb is not None:
+        plain = f"{q.chosen.accuracy * 100:.2f}%" if q.chosen.accuracy is not None else "n/a"
+        say(
+            f"all-int8 {q.chosen.method} ({'per-channel' if q.chosen.per_channel else 'per-tensor'}) is over budget "
+            f"(accuracy {plain}): {len(fb.fp32_nodes)} of {len(fb.layers)} quantisable layers kept in fp32, "
+            f"the most costly first (each measured alone on {fb.probe_images} calibration images, {fb.seconds:.1f} s):"
+        )
+        costs = {c.node: c for c in fb.layers}
+        for node in fb.fp32_nodes:
+            cost = costs[node]
+            say(
+                f"  fp32 {node} ({cost.op_type}): quantised alone it moves {cost.error * 100:.2f}% of the "
+                f"probability and changes {cost.top1_changed * 100:.1f}% of top-1 answers"
+            )
+    say(f"wrote {q.output} ({q.int8_size / 1e6:.2f} MB, {q.size_ratio * 100:.0f}% of fp32)")
+    if q.fp32_accuracy is not None and q.int8_accuracy is not None:
+        say(
+            f"accuracy on {q.eval_images} images: fp32 {q.fp32_accuracy * 100:.2f}%, int8 {q.int8_accuracy * 100:.2f}% "
+            f"(drop {(q.fp32_accuracy - q.int8_accuracy) * 100:+.2f} pp, "
+            f"{'budget ' + str(q.max_accuracy_drop) + ' pp' if q.accuracy_gate == 'passed' else 'accuracy gate ' + q.accuracy_gate}); "
+            f"top-1 agreement {q.agreement * 100:.2f}%"
+        )
+    speed = (
+        f"speed on this machine (CPU, batch {q.latency_batch}): fp32 {q.fp32_latency_ms:.1f} ms, "
+        f"int8 {q.int8_latency_ms:.1f} ms ({q.speedup:.2f}x)"
+    )
+    if q.plain_int8_latency_ms is not None:
+        cost = q.int8_latency_ms - q.plain_int8_latency_ms
+        speed += (
+            f"; all-int8 {q.plain_int8_latency_ms:.1f} ms ({q.fp32_latency_ms / q.plain_int8_latency_ms:.2f}x): "
+            f"the fp32 layers cost {cost:+.2f} ms"
+        )
+    say(speed)
 
 
 def print_rows(rows: list[Any]) -> None:

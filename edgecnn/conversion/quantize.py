@@ -4,7 +4,9 @@ Calibration images go through ``imaging.load_image``, the preprocessing the mode
 result is checked on a labelled folder: accuracy against the fp32 model, top-1 agreement, and the speed-up
 measured here; an int8 model that loses more than the budget is not written, nor one that no labelled image
 can check, unless the gate is turned off (the contract then says so). ``method="auto"`` tries the
-calibration methods with and without per-channel weights and keeps the most accurate within the budget.
+calibration methods with and without per-channel weights and keeps the most accurate within the budget. When
+none is within it, the layers whose quantisation costs the most stay in fp32, the fewest that meet the budget
+(``sensitivity.py``); the contract lists them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.conversion.sensitivity import (
+    Candidate,
+    Fallback,
+    Judge,
+    Search,
+    contract_fields,
+    keep_fp32_until_within_budget,
+    most_accurate,
+    over_budget_error,
+)
 from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import ModelContract
 from edgecnn.core.dataset import Sample
@@ -46,30 +58,6 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Candidate:
-    """One quantisation attempt and how it scored."""
-
-    method: str
-    per_channel: bool
-    accuracy: float | None = None
-    agreement: float | None = None
-    within_budget: bool | None = None
-    seconds: float = 0.0
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "per_channel": self.per_channel,
-            "accuracy": self.accuracy,
-            "top1_agreement": self.agreement,
-            "within_budget": self.within_budget,
-            "seconds": round(self.seconds, 2),
-            "error": self.error,
-        }
-
-
-@dataclass
 class QuantizeResult:
     """The written int8 model and the evidence for it."""
 
@@ -90,6 +78,8 @@ class QuantizeResult:
     max_accuracy_drop: float = 1.0
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # calibration and evaluation files
     accuracy_gate: str = "passed"  # or "off (budget not enforced)", "skipped (no labelled images)"
+    fallback: Fallback | None = None  # the search for fp32 layers, when no candidate met the budget
+    plain_int8_latency_ms: float | None = None  # the chosen candidate with every layer int8, when it differs
 
     @property
     def speedup(self) -> float:
@@ -118,6 +108,10 @@ class QuantizeResult:
             "fp32_latency_ms": round(self.fp32_latency_ms, 3),
             "int8_latency_ms": round(self.int8_latency_ms, 3),
             "speedup": round(self.speedup, 3),
+            "plain_int8_latency_ms": None
+            if self.plain_int8_latency_ms is None
+            else round(self.plain_int8_latency_ms, 3),
+            "fallback": self.fallback.to_dict() if self.fallback else None,
             "max_accuracy_drop_pp": self.max_accuracy_drop,
             "candidates": [c.to_dict() for c in self.candidates],
             "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
@@ -187,15 +181,22 @@ def quantize_once(
     input_name: str,
     method: str,
     per_channel: bool,
+    nodes_to_exclude: Sequence[str] = (),
+    nodes_to_quantize: Sequence[str] = (),
+    options: dict[str, Any] | None = None,
 ) -> None:
-    """One static QDQ int8 quantisation (signed int8 weights and activations)."""
+    """One static QDQ int8 quantisation (signed int8 weights and activations).
+
+    ``nodes_to_exclude`` keep fp32 weights; ``nodes_to_quantize``, when given, are the only nodes quantised;
+    ``options`` are more of ONNX Runtime's ``extra_options``.
+    """
     q = _quantization_api()
     calibrate = {
         "minmax": q.CalibrationMethod.MinMax,
         "entropy": q.CalibrationMethod.Entropy,
         "percentile": q.CalibrationMethod.Percentile,
     }[method]
-    extra: dict[str, Any] = {"CalibTensorRangeSymmetric": False}
+    extra: dict[str, Any] = {"CalibTensorRangeSymmetric": False, **(options or {})}
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
     q.quantize_static(
@@ -207,6 +208,8 @@ def quantize_once(
         activation_type=q.QuantType.QInt8,
         weight_type=q.QuantType.QInt8,
         calibrate_method=calibrate,
+        nodes_to_exclude=list(nodes_to_exclude),
+        nodes_to_quantize=list(nodes_to_quantize) or None,
         extra_options=extra,
     )
 
@@ -250,6 +253,7 @@ def quantize_model(
     force: bool = False,
     latency_batch: int = 8,
     accuracy_gate: bool = True,
+    fallback: bool = True,
 ) -> QuantizeResult:
     """Quantise an edgecnn fp32 ONNX model to int8 and check it against the fp32 model.
 
@@ -267,10 +271,12 @@ def quantize_model(
         latency_batch: Batch size of the speed comparison.
         accuracy_gate: Enforce ``max_accuracy_drop``, which needs labelled images. Off: accuracy is measured
             when it can be, the budget is not enforced, and the contract's ``accuracy_gate`` says so.
+        fallback: When the gate is on and no candidate meets the budget, keep the fewest most costly layers
+            of the most accurate candidate in fp32 until it does (``sensitivity.py``). Off: fail instead.
 
     Raises:
         ConfigError: Bad options, or the gate is on and no labelled image can be read.
-        ExportError: No candidate within the accuracy budget (nothing is written).
+        ExportError: No candidate within the accuracy budget, even with the fallback (nothing is written).
     """
     say = logger.info
     if method not in METHOD_CHOICES:
@@ -289,20 +295,17 @@ def quantize_model(
         raise ConfigError("--calib-method auto needs labelled images to compare candidates: pass --eval DIR")
 
     eval_bad: list[tuple[Path, str]] = []
-    eval_batches: list[np.ndarray] = []
-    eval_labels: np.ndarray = np.zeros(0, np.int64)
-    fp32_probs = None
-    fp32_acc = None
+    judge = None
     if eval_samples:
         say(f"decoding {len(eval_samples)} evaluation images...")
         eval_batches, label_batches, eval_bad = decode_batches(eval_samples, contract, batch_size=32)
         _log_skipped(say, "evaluation", eval_bad)
-    if eval_batches:
-        eval_labels = np.concatenate(label_batches)
-        fp32_probs = predict_all(fp32_path, eval_batches)
-        labelled = eval_labels >= 0
-        if labelled.any():
-            fp32_acc = float((fp32_probs.argmax(1)[labelled] == eval_labels[labelled]).mean())
+        if eval_batches:
+            fp32_probs = predict_all(fp32_path, eval_batches)
+            judge = Judge(
+                eval_batches, np.concatenate(label_batches), fp32_probs, max_accuracy_drop, predict_all
+            )
+    fp32_acc = judge.fp32_accuracy if judge else None
     if fp32_acc is None and accuracy_gate:
         given = sum(1 for _, label in eval_samples or [] if label >= 0)
         why = f"none of the {given} could be read" if given else "none given"
@@ -346,31 +349,29 @@ def quantize_model(
                     raise ExportError(f"int8 quantisation failed: {cand.error}") from None
                 continue
             cand.seconds = time.perf_counter() - t
-            if fp32_probs is not None:
-                probs = predict_all(path, eval_batches)
-                cand.agreement = float((probs.argmax(1) == fp32_probs.argmax(1)).mean())
-                labelled = eval_labels >= 0
-                if labelled.any() and fp32_acc is not None:
-                    cand.accuracy = float((probs.argmax(1)[labelled] == eval_labels[labelled]).mean())
-                    cand.within_budget = (fp32_acc - cand.accuracy) * 100 <= max_accuracy_drop + 1e-9
+            if judge is not None:
+                cand.accuracy, cand.agreement, cand.within_budget = judge.score(path)
                 say(
                     f"  {cand.method} per-channel={cand.per_channel}: "
                     + (f"accuracy {cand.accuracy * 100:.2f}% " if cand.accuracy is not None else "")
                     + f"agreement {cand.agreement * 100:.2f}%"
                 )
         usable = [c for c in candidates if c.error is None and (c.within_budget or not accuracy_gate)]
+        tried = [c for c in candidates if c.error is None]
+        rescue = None
+        if not usable and fallback and judge is not None and tried:
+            best = most_accurate(tried)
+            search = Search(pre, fp32_path, scratch, contract.input.name, calib, judge, quantize_once)
+            rescue = keep_fp32_until_within_budget(search, best.method, best.per_channel)
+            usable = [best] if rescue.met else []
         if not usable:
-            detail = "; ".join(
-                f"{c.method}/{'per-channel' if c.per_channel else 'per-tensor'}: {_score(c)}"
-                for c in candidates
-            )
-            fp32_text = f"{fp32_acc * 100:.2f}%" if fp32_acc is not None else "n/a"
-            raise ExportError(
-                f"int8 accuracy drops more than {max_accuracy_drop} pp below fp32 ({fp32_text}) for every candidate "
-                f"({detail}); nothing was written. Try --calib-method auto, more --calib-size, or a larger budget"
-            )
-        chosen = max(usable, key=lambda c: (c.accuracy or 0.0, c.agreement or 0.0, -candidates.index(c)))
-        chosen_path = scratch / f"candidate{candidates.index(chosen)}.onnx"
+            raise over_budget_error(candidates, fp32_acc, max_accuracy_drop, rescue)
+        chosen = most_accurate(usable)
+        plain_path = scratch / f"candidate{candidates.index(chosen)}.onnx"
+        chosen_path = rescue.path if rescue is not None and rescue.path else plain_path
+        int8_acc, agreement = (
+            (rescue.accuracy, rescue.agreement) if rescue else (chosen.accuracy, chosen.agreement)
+        )
         int8 = load_onnx(chosen_path)
         int8_contract = contract.with_updates(
             quantization={
@@ -383,13 +384,14 @@ def quantize_model(
                 "calibration_source": calib_source,
                 "tool": f"onnxruntime.quantization {_ort_version()}",
                 "fp32_accuracy": fp32_acc,
-                "int8_accuracy": chosen.accuracy,
-                "top1_agreement": chosen.agreement,
-                "eval_images": int(len(eval_labels)),
+                "int8_accuracy": int8_acc,
+                "top1_agreement": agreement,
+                "eval_images": judge.images if judge else 0,
                 "fp32_sha256": file_sha256(fp32_path),
                 "accuracy_gate": gate,
                 "max_accuracy_drop_pp": max_accuracy_drop if accuracy_gate else None,
-                "accuracy_drop_pp": drop_pp(fp32_acc, chosen.accuracy),
+                "accuracy_drop_pp": drop_pp(fp32_acc, int8_acc),
+                **contract_fields(rescue, chosen.accuracy),
             }
         )
         set_contract(int8, int8_contract)
@@ -402,6 +404,7 @@ def quantize_model(
             sample = latency_sample(calib, latency_batch)
             fp32_ms = measure_latency(fp32_path, sample)
             int8_ms = measure_latency(tmp, sample)
+            plain_ms = measure_latency(plain_path, sample) if rescue is not None else None
             int8_size = tmp.stat().st_size
     return QuantizeResult(
         output=output,
@@ -411,9 +414,9 @@ def quantize_model(
         calib_images=calib_count,
         chosen=chosen,
         fp32_accuracy=fp32_acc,
-        int8_accuracy=chosen.accuracy,
-        agreement=chosen.agreement,
-        eval_images=int(len(eval_labels)),
+        int8_accuracy=int8_acc,
+        agreement=agreement,
+        eval_images=judge.images if judge else 0,
         fp32_latency_ms=fp32_ms,
         int8_latency_ms=int8_ms,
         latency_batch=latency_batch,
@@ -421,6 +424,8 @@ def quantize_model(
         max_accuracy_drop=max_accuracy_drop,
         skipped=list(dict.fromkeys([*calib_bad, *eval_bad])),
         accuracy_gate=gate,
+        fallback=rescue,
+        plain_int8_latency_ms=plain_ms,
     )
 
 
@@ -429,12 +434,6 @@ def _log_skipped(say: Any, use: str, skipped: Sequence[tuple[Path, str]], shown:
         say(f"skipped {use} file {path}: {reason}")
     if len(skipped) > shown:
         say(f"... and {len(skipped) - shown} more skipped {use} file(s) (--json lists them all)")
-
-
-def _score(candidate: Candidate) -> str:
-    if candidate.error:
-        return f"failed ({candidate.error})"
-    return f"{candidate.accuracy * 100:.2f}%" if candidate.accuracy is not None else "not measured"
 
 
 def _ort_version() -> str:

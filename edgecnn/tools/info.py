@@ -62,6 +62,7 @@ def describe_model(path: str | Path, probe: bool = True) -> dict[str, Any]:
             raise
         info["note"] = str(exc)
     info["precision"] = precision
+    info["fp32_nodes"] = _fp32_nodes(model, info["contract"])
     info["recommended"] = recommend_files(path, precision)
     if probe:
         from edgecnn.runtime.providers import probe_providers
@@ -114,6 +115,7 @@ def format_info(info: dict[str, Any]) -> str:
                 f"int8       {q.get('format')} {q.get('calibration_method')}, per-channel {q.get('per_channel')}, "
                 f"{q.get('calibration_images')} calibration images{acc}"
             )
+            lines.extend(_fp32_lines(info.get("fp32_nodes") or [], q))
         source = contract.get("source") or {}
         if source:
             lines.append(
@@ -129,6 +131,28 @@ def format_info(info: dict[str, Any]) -> str:
         what = "this file" if r["this_file"] else (r["file"] or f"a {r['precision']} file")
         lines.append(f"{'run on' if i == 0 else '':<11}{r['provider']}: {what} ({r['why']})")
     return "\n".join(lines)
+
+
+def _fp32_nodes(model: Any, contract: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The nodes an int8 model keeps in fp32 (its contract says which), with their op types from the graph."""
+    names = ((contract or {}).get("quantization") or {}).get("fp32_nodes") or []
+    ops = {node.name: node.op_type for node in model.graph.node}
+    return [{"node": name, "op_type": ops.get(name)} for name in names if isinstance(name, str)]
+
+
+def _fp32_lines(nodes: list[dict[str, Any]], q: dict[str, Any], shown: int = 10) -> list[str]:
+    if not nodes:
+        return []
+    plain = q.get("plain_int8_accuracy")
+    why = f"all-int8 accuracy was {plain * 100:.2f}%; " if isinstance(plain, (int, float)) else ""
+    lines = [
+        f"fp32       {len(nodes)} layer(s) kept in fp32 ({why}chosen by {q.get('fallback') or 'unknown'}):"
+    ]
+    for n in nodes[:shown]:
+        lines.append(f"             {n['node']} ({n['op_type'] or 'not in the graph'})")
+    if len(nodes) > shown:
+        lines.append(f"             ... and {len(nodes) - shown} more (--json lists them all)")
+    return lines
 
 
 def _fp16_line(q: dict[str, Any]) -> str:
