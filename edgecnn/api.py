@@ -72,7 +72,8 @@ def export(run: PathLike, int8: bool = False, foreign: AdoptOptions | None = Non
         foreign: The labels and pixel recipe of a Keras model edgecnn did not train (``AdoptOptions``).
         **options: ``output``, ``int8_output``, ``calib_dir``, ``calib_size``, ``calib_method``,
             ``per_channel``, ``eval_dir``, ``max_accuracy_drop``, ``accuracy_gate``, ``opset``, ``force``,
-            ``fp16``, ``fp16_output``.
+            ``fp16``, ``fp16_output``, ``tta`` ("flip": test-time augmentation in the graph), ``int8_fallback``
+            (keep the costliest layers in fp32 when no calibration meets the budget; on by default).
 
     Returns:
         An ``ExportResult``: ``output``, ``parity``, ``size_bytes`` and ``int8`` (a ``QuantizeResult`` or None).

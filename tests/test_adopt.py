@@ -108,6 +108,7 @@ def test_after_adoption_every_command_works(torch_model, photos, tmp_path):
     adopted = str(torch_model.with_name("resnet.edgecnn.onnx"))
     info = runner.invoke(app, ["info", adopted])
     assert info.exit_code == 0 and "adopted" in info.stdout and "red, green, blue" in info.stdout
+    assert "resize linear (crop 0.875)" in info.stdout
     results = tmp_path / "results.csv"
     classify = runner.invoke(
         app, ["classify", str(photos), "--recursive", "--model", adopted, "--output", str(results)]

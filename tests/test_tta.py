@@ -45,6 +45,8 @@ def test_the_graph_averages_each_image_and_its_mirror(tta_files):
     assert got.shape == expected.shape == (5, contract.num_classes)
     assert np.abs(got - expected).max() <= 1e-5
     assert np.abs(got - plain.predict_batch(images)).max() > 1e-4  # the mirror really changes the answer
+    info = runner.invoke(app, ["info", str(tta_path)])
+    assert "tta        flip: the graph averages each image and its mirror" in info.stdout
     # One image in, one probability vector out, at any batch size.
     assert tta.predict_batch(images[:1]).shape == (1, contract.num_classes)
 

@@ -257,6 +257,13 @@ def export(
             help="Labelled folder to measure accuracy after export [default: the run's validation images].",
         ),
     ] = None,
+    int8_fallback: Annotated[
+        bool,
+        typer.Option(
+            "--int8-fallback/--no-int8-fallback",
+            help="When no calibration candidate meets --max-accuracy-drop, keep the int8 layers that cost the most accuracy in fp32, the fewest that meet it; the contract lists them.",
+        ),
+    ] = True,
     max_accuracy_drop: Annotated[
         float,
         typer.Option(
@@ -317,6 +324,7 @@ def export(
         source,
         foreign=foreign,
         tta=tta.value,
+        int8_fallback=int8_fallback,
         output=output,
         int8=int8,
         int8_output=int8_output,

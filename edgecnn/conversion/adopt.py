@@ -10,6 +10,7 @@ raw pixels) run on the same images and must give the same probabilities, within 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -147,13 +148,13 @@ def adopted_path_for(source: Path) -> Path:
 
 
 def adopt_onnx(
-    source: str | Path,
+    source: str | os.PathLike[str],
     labels: str | Path | Sequence[str],
     preprocessing: Preprocessing,
     resize: ResizeOptions = ResizeOptions(),
-    output: str | Path | None = None,
+    output: str | os.PathLike[str] | None = None,
     output_name: str | None = None,
-    check_dir: str | Path | None = None,
+    check_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
 ) -> AdoptResult:
     """Write a copy of a foreign ONNX classifier that carries an edgecnn contract and takes raw pixels.
@@ -179,7 +180,7 @@ def adopt_onnx(
     source = Path(source)
     out_path = Path(output) if output else adopted_path_for(source)
     _check_output(source, out_path, force)
-    names = read_labels(labels) if isinstance(labels, (str, Path)) else tuple(labels)
+    names = read_labels(labels)
     try:
         proto = onnx.load(str(source))
     except Exception as exc:  # protobuf DecodeError, OSError, external data errors
@@ -218,7 +219,7 @@ def finish_adoption(
     out_path: Path,
     source: Path,
     exporter: str,
-    check_dir: str | Path | None,
+    check_dir: str | os.PathLike[str] | None,
     force: bool,
     limit: float,
     started: float,
@@ -323,7 +324,7 @@ def _input_spec(foreign: Foreign, resize: ResizeOptions) -> InputSpec:
 
 
 def _check_images(
-    spec: InputSpec, check_dir: str | Path | None
+    spec: InputSpec, check_dir: str | os.PathLike[str] | None
 ) -> tuple[np.ndarray, str, list[tuple[Path, str]]]:
     """Real images through the contract's resize, or generated ones (noise, gradients, flat colours)."""
     skipped: list[tuple[Path, str]] = []

@@ -291,6 +291,7 @@ def export_all(
     fp16_output: str | Path | None = None,
     foreign: AdoptOptions | None = None,
     tta: str | None = None,
+    int8_fallback: bool = True,
 ) -> ExportResult:
     """``edgecnn export``: the fp32 file with its parity gate, then (with ``int8``) the calibrated int8 file and
     (with ``fp16``) the fp16 file with its parity gate against fp32 (``export.fp16``).
@@ -401,6 +402,7 @@ def export_all(
         max_accuracy_drop=max_accuracy_drop,
         force=force,
         accuracy_gate=accuracy_gate,
+        fallback=int8_fallback,
     )
     return result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ _NUMBERED = re.compile(r"^\s*(\d+)[\s:,]+(\S.*)$")
 MAX_LABELS_BYTES = 16 * 1024 * 1024
 
 
-def read_labels(path: str | Path) -> tuple[str, ...]:
-    """The class names in ``path``, in output order, made unique where a file repeats one.
+def read_labels(path: str | Path | Sequence[str]) -> tuple[str, ...]:
+    """The class names in ``path`` (or the names themselves), in output order, made unique where one repeats.
 
     ImageNet's own list names two classes "crane" and two "maillot"; a repeated name gets its index
     appended ("crane (517)"), because the contract needs one name per output column.
@@ -28,6 +29,8 @@ def read_labels(path: str | Path) -> tuple[str, ...]:
     Raises:
         ConfigError: The file is missing, empty, or not in one of the forms above (the message says where).
     """
+    if not isinstance(path, (str, Path)):
+        return _unique([str(name) for name in path])
     path = Path(path)
     try:
         if path.stat().st_size > MAX_LABELS_BYTES:

@@ -111,7 +111,7 @@ class Preprocessing:
 
     def apply(self, pixels: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
         """The documented transform: raw NHWC RGB pixels (float32 0-255) -> what the original model takes."""
-        x = np.asarray(pixels, np.float32)
+        x: np.ndarray = np.asarray(pixels, np.float32)
         if x.shape[-1] == 3 and self.color_order == "BGR":
             x = x[..., ::-1]
         divisor, offset = SCALES[self.scale]
@@ -190,7 +190,9 @@ def preprocessing_from(preset: str | None, **options: Any) -> tuple[Preprocessin
             + ", or --scale 0-1|0-255|-1-1 (with --mean/--std and --color-order as its source documents)"
         )
     merged = {**PRESETS.get(preset or "", {}), **{k: v for k, v in options.items() if v is not None}}
-    resize = {k: merged.pop(k) for k in ("fit", "crop_fraction", "pad_value", "interpolation") if k in merged}
+    resize: dict[str, Any] = {
+        k: merged.pop(k) for k in ("fit", "crop_fraction", "pad_value", "interpolation") if k in merged
+    }
     return Preprocessing(**merged), resize
 
 

@@ -92,10 +92,12 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append(f"labels     {shown}")
         lines.append(
             f"input      {spec['height']}x{spec['width']}x{spec['channels']} {spec['color_order']}, raw pixels "
-            f"{spec['value_range'][0]:g}-{spec['value_range'][1]:g}, resize {spec['resize']} ({spec['fit']}), "
+            f"{spec['value_range'][0]:g}-{spec['value_range'][1]:g}, resize {spec['resize']} ({_fit(spec)}), "
             f"alpha over {spec['alpha']}, EXIF orientation honoured, preprocessing v{spec['preprocess_version']}"
         )
         lines.append(f"normalise  {contract['normalization']}")
+        if contract.get("tta"):
+            lines.append(f"tta        {contract['tta']}: the graph averages each image and its mirror")
         lines.append(f"arch       {contract['arch']}; edgecnn {contract['edgecnn_version']}")
         training = contract.get("training") or {}
         if training.get("val_accuracy") is not None:
@@ -165,3 +167,12 @@ def _fp16_line(q: dict[str, Any]) -> str:
     if q.get("fp16_accuracy") is not None and q.get("fp32_accuracy") is not None:
         text += f"; accuracy fp32 {q['fp32_accuracy'] * 100:.2f}% -> fp16 {q['fp16_accuracy'] * 100:.2f}%"
     return text
+
+
+def _fit(spec: dict[str, Any]) -> str:
+    """stretch; crop 0.875 (the share of the scaled side kept); letterbox on 114."""
+    if spec["fit"] == "crop":
+        return f"crop {spec.get('crop_fraction', 0.875):g}"
+    if spec["fit"] == "letterbox":
+        return f"letterbox on {spec.get('pad_value', 0)}"
+    return str(spec["fit"])
