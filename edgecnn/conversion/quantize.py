@@ -11,6 +11,8 @@ none is within it, the layers whose quantisation costs the most stay in fp32, th
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import statistics
 import tempfile
@@ -199,19 +201,24 @@ def quantize_once(
     extra: dict[str, Any] = {"CalibTensorRangeSymmetric": False, **(options or {})}
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
-    q.quantize_static(
-        str(pre_path),
-        str(out_path),
-        _Reader(input_name, calib),
-        quant_format=q.QuantFormat.QDQ,
-        per_channel=per_channel,
-        activation_type=q.QuantType.QInt8,
-        weight_type=q.QuantType.QInt8,
-        calibrate_method=calibrate,
-        nodes_to_exclude=list(nodes_to_exclude),
-        nodes_to_quantize=list(nodes_to_quantize) or None,
-        extra_options=extra,
-    )
+    # ONNX Runtime's entropy and percentile calibrators print() their progress: kept off stdout, which
+    # belongs to the program (`edgecnn export --json` writes its figures there).
+    with contextlib.redirect_stdout(io.StringIO()) as chatter:
+        q.quantize_static(
+            str(pre_path),
+            str(out_path),
+            _Reader(input_name, calib),
+            quant_format=q.QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QInt8,
+            calibrate_method=calibrate,
+            nodes_to_exclude=list(nodes_to_exclude),
+            nodes_to_quantize=list(nodes_to_quantize) or None,
+            extra_options=extra,
+        )
+    for line in chatter.getvalue().splitlines():
+        logger.debug(line)
 
 
 def predict_all(model_path: Path, batches: Sequence[np.ndarray]) -> np.ndarray:
