@@ -17,7 +17,7 @@ from typing import Any
 from edgecnn.apps.classify import ClassifyConfig, ClassifySummary, classify_batches, new_summary
 from edgecnn.apps.evaluate import EvaluationResult, LoadedModel, load_onnx_model, run_on_folder
 from edgecnn.apps.outputs import Row
-from edgecnn.conversion.adopt import AdoptOptions
+from edgecnn.conversion.preprocess import AdoptOptions
 from edgecnn.core.errors import ModelFileError
 from edgecnn.runtime.model import Model, Prediction, load
 

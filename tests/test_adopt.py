@@ -21,9 +21,8 @@ from typer.testing import CliRunner
 
 import edgecnn
 from edgecnn.cli import app
-from edgecnn.conversion.adopt import AdoptOptions
 from edgecnn.conversion.labels import read_labels
-from edgecnn.conversion.preprocess import PRESETS, Preprocessing
+from edgecnn.conversion.preprocess import PRESETS, AdoptOptions, Preprocessing
 from edgecnn.core.errors import ConfigError, ModelFileError
 from edgecnn.core.imaging import load_image
 from edgecnn.core.onnxfile import load_onnx, op_counts, read_contract
@@ -65,7 +64,7 @@ def test_adopted_nchw_logits_model_equals_the_original_after_the_stated_transfor
     assert (contract.input.fit, contract.input.crop_fraction, contract.input.resize) == (
         "crop",
         0.875,
-        "linear",
+        "pil-bilinear",
     )
     assert contract.source["adopted"]["layout"] == "NCHW"
     assert contract.source["adopted"]["output_kind"] == "logits"  # read from the rows: no final Softmax
@@ -108,7 +107,7 @@ def test_after_adoption_every_command_works(torch_model, photos, tmp_path):
     adopted = str(torch_model.with_name("resnet.edgecnn.onnx"))
     info = runner.invoke(app, ["info", adopted])
     assert info.exit_code == 0 and "adopted" in info.stdout and "red, green, blue" in info.stdout
-    assert "resize linear (crop 0.875)" in info.stdout
+    assert "resize pil-bilinear (crop 0.875)" in info.stdout
     results = tmp_path / "results.csv"
     classify = runner.invoke(
         app, ["classify", str(photos), "--recursive", "--model", adopted, "--output", str(results)]
@@ -160,12 +159,37 @@ def test_webcam_runs_an_adopted_model_on_a_video(torch_model, tmp_path):
     assert frames and all(f["label"] == "red" for f in frames)
 
 
-def test_a_fixed_batch_is_made_dynamic_and_a_graph_that_needs_it_is_refused(tmp_path):
+def test_a_reshape_that_spells_out_the_fixed_batch_is_freed(tmp_path, photos):
+    """torch's exporter writes Reshape(x, [1, -1]) for a flatten at a fixed batch of 1."""
     (tmp_path / "labels.txt").write_text(LABELS)
     model = colour_model_nchw(tmp_path / "fixed.onnx", reshape_to_batch_one=True)
-    result = adopt_cli(model, "--preset", "torchvision")
+    result = adopt_cli(model, "--preset", "torchvision", "--check", str(photos), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert "1 Reshape(s) that spelled out the fixed batch now take any batch" in summary["notes"]
+    assert summary["check"]["max_abs_diff"] <= 1e-5  # on a batch of 12 and on one image
+
+
+def test_a_graph_that_needs_its_fixed_batch_is_refused_with_the_reason(tmp_path):
+    (tmp_path / "labels.txt").write_text("a\nb\nc\nd\ne\n")
+    model = graph_model(
+        tmp_path / "fixed.onnx",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        [
+            helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("Concat", ["flat", "extra"], ["y"], axis=1),  # a (1, 2) constant: batch 1 only
+        ],
+        [numpy_helper.from_array(np.zeros((1, 2), np.float32), "extra")],
+    )
+    result = adopt_cli(model, "--scale", "0-1")
     assert result.exit_code == 2
-    assert "does not run on a batch of images" in result.output and "dynamic_axes" in result.output
+    assert (
+        "does not run on a batch of images (Non-zero status code returned while running Concat"
+        in result.output
+    )
+    assert "dynamic_axes" in result.output and "/onnxruntime_src" not in result.output
     assert not (tmp_path / "fixed.edgecnn.onnx").exists()
 
 
@@ -367,3 +391,17 @@ def test_adopt_and_int8_of_the_adopted_file_need_no_tensorflow(torch_model, phot
         run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr
     assert torch_model.with_name("resnet.edgecnn.int8.onnx").is_file()
+
+
+def test_the_model_given_where_images_go_or_a_keras_file_given_to_adopt_is_pointed_elsewhere(
+    torch_model, photos
+):
+    classify = runner.invoke(app, ["classify", str(torch_model), str(photos)])
+    assert (
+        classify.exit_code == 2
+        and f"is a model, not an image: pass it as --model {torch_model}" in classify.output
+    )
+    keras_file = torch_model.with_name("notebook.keras")
+    keras_file.write_bytes(b"PK")
+    adopt = adopt_cli(keras_file, "--preset", "raw")
+    assert adopt.exit_code == 2 and "is a Keras model: convert it with `edgecnn export" in adopt.output

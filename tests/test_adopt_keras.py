@@ -124,3 +124,14 @@ def test_a_foreign_keras_model_without_labels_says_what_to_pass(tmp_path):
         app, ["export", str(tmp_path / "x.onnx"), "--labels", "l.txt", "--scale", "0-1"]
     )
     assert onnx_source.exit_code == 2 and "edgecnn adopt" in onnx_source.output
+
+
+def test_without_labelled_images_a_foreign_int8_export_writes_nothing(tmp_path, photos):
+    source = tmp_path / "keras_model.h5"
+    colour_keras_model(scale_inside=False, softmax_output=True).save(source)
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    args = ["export", str(source), "--labels", str(tmp_path / "labels.txt"), "--preset", "keras-tf"]
+    result = runner.invoke(app, [*args, "--int8", "--calib", str(photos / "red")])
+    assert result.exit_code == 2
+    assert "no --eval folder (the model has no training run)" in result.output, result.output
+    assert not list(tmp_path.glob("*.onnx"))  # checked before the fp32 file is written

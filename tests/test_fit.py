@@ -85,3 +85,18 @@ def test_fit_options_for_another_fit_are_refused():
         InputSpec(height=8, width=8, pad_value=3)
     with pytest.raises(ContractError, match="crop_fraction"):
         InputSpec(height=8, width=8, fit="crop", crop_fraction=0.05)
+
+
+def test_pil_bilinear_is_torchvisions_resize_on_the_whole_file(tmp_path):
+    """torchvision's Resize on a PIL image is Pillow's BILINEAR (antialiased when shrinking), on the file
+    decoded whole: no JPEG draft decoding for this interpolation."""
+    image = gradient(300, 400)
+    spec = InputSpec(height=224, width=224, fit="crop", resize="pil-bilinear")
+    scaled = np.asarray(Image.fromarray(image).resize((341, 256), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(resize(image, spec), scaled[16:240, 58:282])
+    assert decode_size(spec) is None
+    path = tmp_path / "big.jpg"
+    Image.fromarray(cv2.resize(image, (1600, 1200))).save(path, quality=95)
+    with Image.open(path) as whole:
+        expected = whole.convert("RGB").resize((341, 256), Image.Resampling.BILINEAR)
+    np.testing.assert_array_equal(load_image(path, spec), np.asarray(expected)[16:240, 58:282])

@@ -98,6 +98,11 @@ def classify(
     """Classify image files and folders with an ONNX model; write results, sort files."""
     from edgecnn.apps.classify import ClassifyConfig, classify_paths
 
+    models = [p for p in paths if p.suffix.lower() == ".onnx" and p.is_file()]
+    if models:  # `edgecnn classify model.onnx photos/` would classify the photos with the default model
+        raise typer.BadParameter(
+            f"{models[0]} is a model, not an image: pass it as --model {models[0]}", param_hint="PATHS"
+        )
     config = config_from(ClassifyConfig, locals(), move=not copy)
     if ray is not None:
         if report is not None:

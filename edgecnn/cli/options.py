@@ -113,6 +113,7 @@ class Interpolation(str, Enum):
     area = "area"
     linear = "linear"
     cubic = "cubic"
+    pil_bilinear = "pil-bilinear"
 
 
 FOREIGN = "A model edgecnn did not train"
@@ -126,7 +127,7 @@ LabelsOption = Annotated[
 PresetOption = Annotated[
     Preset | None,
     typer.Option(
-        help="The source's pixel recipe: torchvision (RGB, 0-1, ImageNet mean/std, crop 0.875, linear), keras-caffe (BGR, 0-255, ImageNet means), keras-tf (RGB, -1-1), teachable-machine (RGB, -1-1, centre square), raw (RGB 0-255: the model scales itself). Options below replace parts of it.",
+        help="The source's pixel recipe: torchvision (RGB, 0-1, ImageNet mean/std, crop 0.875, pil-bilinear), keras-caffe (BGR, 0-255, ImageNet means), keras-tf (RGB, -1-1), teachable-machine (RGB, -1-1, centre square), raw (RGB 0-255: the model scales itself). Options below replace parts of it.",
         rich_help_panel=FOREIGN,
     ),
 ]
@@ -194,7 +195,10 @@ PadValueOption = Annotated[
 ]
 InterpolationOption = Annotated[
     Interpolation | None,
-    typer.Option(help="Resize interpolation (OpenCV) [default: area].", rich_help_panel=FOREIGN),
+    typer.Option(
+        help="Resize interpolation: OpenCV's area, linear, cubic, or Pillow's bilinear (pil-bilinear: torchvision's, antialiased when shrinking) [default: area].",
+        rich_help_panel=FOREIGN,
+    ),
 ]
 
 
@@ -204,7 +208,7 @@ def adopt_options(labels: Path | None, **given: Any) -> Any:
     Raises:
         ConfigError: A preprocessing option without --labels, or a malformed --mean, --std or --size.
     """
-    from edgecnn.conversion.adopt import AdoptOptions
+    from edgecnn.conversion.preprocess import AdoptOptions
     from edgecnn.core.errors import ConfigError
 
     values = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items() if v is not None}

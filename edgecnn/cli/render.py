@@ -24,7 +24,10 @@ def print_export(result: Any) -> dict[str, Any]:
             "parity_top1_agreement": result.parity.top1_agreement,
         }
     }
-    say(f"wrote {result.output} ({result.size_bytes / 1e6:.2f} MB)")
+    kept = [n for n in result.notes if n.startswith(("derived from", "fp32 file reused"))]
+    say(
+        f"{'source' if kept else 'wrote'} {result.output} ({result.size_bytes / 1e6:.2f} MB{'; ' + kept[0] if kept else ''})"
+    )
     q = result.int8
     if q is not None:
         summary["int8"] = q.to_dict()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 
 from edgecnn.conversion.graph import Foreign, inspect_graph, rewire
 from edgecnn.conversion.labels import read_labels
-from edgecnn.conversion.preprocess import Preprocessing, preprocessing_from
+from edgecnn.conversion.preprocess import Preprocessing, ResizeOptions
 from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import COLOR_ORDERS, InputSpec, ModelContract
 from edgecnn.core.errors import ConfigError, ExportError, ImageError, ModelFileError, OutputError
@@ -91,57 +92,6 @@ class AdoptResult:
         }
 
 
-@dataclass(frozen=True)
-class ResizeOptions:
-    """How images of any size meet the model (the contract's input fields)."""
-
-    size: tuple[int, int] | None = None  # (height, width); needed when the graph's input size is dynamic
-    fit: str = "stretch"
-    crop_fraction: float | None = None
-    pad_value: int | None = None
-    interpolation: str = "area"
-
-
-@dataclass
-class AdoptOptions:
-    """What edgecnn must be told about a model it did not train: its labels, its pixels, its resize policy.
-
-    ``preset`` names a common source's recipe (``preprocess.PRESETS``); every other field given (not None)
-    replaces that part of it. ``size`` is (height, width), needed only where the graph does not fix it.
-    """
-
-    labels: str | Path | Sequence[str]
-    preset: str | None = None
-    layout: str | None = None
-    color_order: str | None = None
-    scale: str | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    output_kind: str | None = None
-    size: tuple[int, int] | None = None
-    fit: str | None = None
-    crop_fraction: float | None = None
-    pad_value: int | None = None
-    interpolation: str | None = None
-
-    def resolve(self) -> tuple[Preprocessing, ResizeOptions]:
-        """The preprocessing and resize options, a preset's parts replaced by the options given."""
-        pre, resize = preprocessing_from(
-            self.preset,
-            layout=self.layout,
-            color_order=self.color_order,
-            scale=self.scale,
-            mean=self.mean,
-            std=self.std,
-            output_kind=self.output_kind,
-            fit=self.fit,
-            crop_fraction=self.crop_fraction,
-            pad_value=self.pad_value,
-            interpolation=self.interpolation,
-        )
-        return pre, ResizeOptions(size=self.size, **resize)
-
-
 def adopted_path_for(source: Path) -> Path:
     """resnet.onnx -> resnet.edgecnn.onnx"""
     return source.with_name(source.stem + ".edgecnn.onnx")
@@ -181,6 +131,10 @@ def adopt_onnx(
     out_path = Path(output) if output else adopted_path_for(source)
     _check_output(source, out_path, force)
     names = read_labels(labels)
+    if source.suffix.lower() in (".keras", ".h5", ".hdf5"):
+        raise ConfigError(
+            f"{source} is a Keras model: convert it with `edgecnn export {source} --labels FILE --preset ...`"
+        )
     try:
         proto = onnx.load(str(source))
     except Exception as exc:  # protobuf DecodeError, OSError, external data errors
@@ -248,7 +202,9 @@ def finish_adoption(
         notes.append(f"the graph's fixed batch of {foreign.fixed_batch} was made dynamic")
     if kind != pre.output_kind:
         notes.append(f"output {foreign.output!r} read as {kind}")
-    rewire(proto, foreign, pre, spec.height, spec.width, classes, append_softmax=kind == "logits")
+    freed = rewire(proto, foreign, pre, spec.height, spec.width, classes, append_softmax=kind == "logits")
+    if freed:
+        notes.append(f"{freed} Reshape(s) that spelled out the fixed batch now take any batch")
     contract = ModelContract(
         labels=tuple(labels),
         input=spec,
@@ -352,17 +308,28 @@ def _check_images(
     return np.stack(images).astype(np.float32), f"{len(images)} generated images", skipped
 
 
-def _onnx_runner(model_bytes: bytes, foreign: Foreign) -> Callable[[np.ndarray], np.ndarray]:
+def _session(model: bytes | str) -> Any:
+    """A quiet CPU session: failures come back as exceptions with their reason, not as log lines."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4
     try:
-        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types for graphs it cannot load
-        raise ModelFileError(
-            f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0][:200]}"
-        ) from None
+        raise ModelFileError(f"ONNX Runtime cannot load the model: {ort_reason(exc)}") from None
+
+
+def ort_reason(exc: BaseException, limit: int = 300) -> str:
+    """ONNX Runtime's error message without its status prefix, source paths and C++ signatures."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"(/\S+:\d+ )|(onnxruntime::\S+\([^)]*\)\s*)", "", text)
+    return text[:limit]
+
+
+def _onnx_runner(model_bytes: bytes, foreign: Foreign) -> Callable[[np.ndarray], np.ndarray]:
+    session = _session(model_bytes)
 
     def run(x: np.ndarray) -> np.ndarray:
         try:
@@ -370,7 +337,7 @@ def _onnx_runner(model_bytes: bytes, foreign: Foreign) -> Callable[[np.ndarray],
         except Exception as exc:
             raise ModelFileError(
                 f"the original model fails on an input of shape {list(x.shape)} ({foreign.dtype_name}): "
-                f"{str(exc).splitlines()[0][:200]}"
+                f"{ort_reason(exc)}"
             ) from None
 
     return run
@@ -411,19 +378,19 @@ def _check(
     limit: float,
     skipped: list[tuple[Path, str]],
 ) -> AdoptCheck:
-    """The adopted file, through the predictor every command uses, against the reference probabilities."""
+    """The adopted file against the reference probabilities, on a batch and on one image."""
     from edgecnn.runtime.predictor import Predictor
 
-    predictor = Predictor(path, provider="cpu")
+    Predictor(
+        path, provider="cpu"
+    )  # what every command will do: read the contract, check it against the graph
+    session = _session(str(path))
     try:
-        adopted = np.concatenate([predictor.predict_batch(images), predictor.predict_batch(images[:1])])
-    except ModelFileError:
-        raise
-    except Exception as exc:  # a graph whose fixed batch could not be made dynamic fails here
+        adopted = np.concatenate([session.run(None, {"image": batch})[0] for batch in (images, images[:1])])
+    except Exception as exc:  # a graph that still needs its old fixed batch fails here
         raise ModelFileError(
-            "the adopted graph does not run on a batch of images "
-            f"({str(exc).splitlines()[0][:160]}); export the model with a dynamic batch axis "
-            "(torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}))"
+            f"the adopted graph does not run on a batch of images ({ort_reason(exc)}); export the model with "
+            "a dynamic batch axis (torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}))"
         ) from None
     expected = np.concatenate([reference, reference[:1]])
     return AdoptCheck(

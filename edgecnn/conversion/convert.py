@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.conversion.adopt import AdoptOptions
+from edgecnn.conversion.labels import read_labels
+from edgecnn.conversion.preprocess import AdoptOptions
 from edgecnn.conversion.quantize import quantize_model
 from edgecnn.conversion.samples import (
     int8_samples,
@@ -28,7 +29,7 @@ from edgecnn.conversion.samples import (
 )
 from edgecnn.conversion.tta import add_flip_tta, check_tta, flip_average
 from edgecnn.core.atomic import atomic_output
-from edgecnn.core.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from edgecnn.core.contract import INPUT_NAME, OUTPUT_NAME, InputSpec, ModelContract
 from edgecnn.core.dataset import Sample
 from edgecnn.core.decode import iter_batches
 from edgecnn.core.errors import ConfigError, ExportError, ModelFileError, OutputError
@@ -117,8 +118,11 @@ def convert_to_onnx(keras_model: Any, contract: ModelContract, opset: int) -> An
     def forward(image: Any) -> dict[str, Any]:
         return {OUTPUT_NAME: keras_model(image, training=False)}
 
+    from edgecnn.conversion.foreign import quiet_tf2onnx
+
     try:
-        model_proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
+        with quiet_tf2onnx():
+            model_proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises many kinds for unsupported graphs
         raise ExportError(
             f"tf2onnx could not convert the model at opset {opset}: {str(exc).splitlines()[0][:200]}"
@@ -350,9 +354,8 @@ def export_all(
             source, contract, ParityReport(0, 0.0, 1.0, "the source"), source.stat().st_size, 0.0
         )
         result.notes.append("derived from an edgecnn ONNX file")
-    elif foreign is not None:
-        result = _export_foreign(model_path, foreign, fp32_path, opset, force, eval_dir or calib_dir)
-        contract = result.contract
+    elif foreign is not None:  # the labels are enough to choose the gates' images before anything is written
+        contract = ModelContract(labels=read_labels(foreign.labels), input=InputSpec.square(1))
     else:
         contract = load_keras_contract(model_path)
     if int8:
@@ -362,7 +365,9 @@ def export_all(
     if fp16:
         half_samples, half_source = fp16_samples(contract, report, calib_dir, eval_dir, accuracy_gate)
     derived = int8 or fp16
-    if not onnx_source and foreign is None:
+    if foreign is not None:
+        result = _export_foreign(model_path, foreign, fp32_path, opset, force, eval_dir or calib_dir)
+    elif not onnx_source:
         exists = derived and not force and fp32_path.exists()
         reused = current_fp32(fp32_path, model_path, tta) if exists else None
         if reused is not None:

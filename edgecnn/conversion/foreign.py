@@ -8,15 +8,19 @@ parity gate: Keras on the documented transform of the images against the written
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.conversion.adopt import AdoptOptions, AdoptResult, finish_adoption
+from edgecnn.conversion.adopt import AdoptResult, finish_adoption
 from edgecnn.conversion.graph import inspect_graph
 from edgecnn.conversion.labels import read_labels
+from edgecnn.conversion.preprocess import AdoptOptions
 from edgecnn.core.errors import ConfigError, ExportError, ModelFileError
 from edgecnn.core.onnxfile import name_batch_dimension
 from edgecnn.core.version import __version__
@@ -79,6 +83,19 @@ def export_foreign_keras(
     )
 
 
+@contextlib.contextmanager
+def quiet_tf2onnx() -> Iterator[None]:
+    """tf2onnx logs warnings with whole tracebacks for optimisations it skips (a MobileNetV3's transposes) while
+    the conversion succeeds: only its errors are shown, and the parity gate judges the result."""
+    tf2onnx_logger = logging.getLogger("tf2onnx")
+    level = tf2onnx_logger.level
+    tf2onnx_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        tf2onnx_logger.setLevel(level)
+
+
 def _convert(model: Any, opset: int, source: Path) -> Any:
     import tensorflow as tf
     import tf2onnx
@@ -91,7 +108,8 @@ def _convert(model: Any, opset: int, source: Path) -> Any:
         return {"scores": model(x, training=False)}
 
     try:
-        proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
+        with quiet_tf2onnx():
+            proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises many kinds for unsupported graphs
         raise ExportError(
             f"tf2onnx could not convert {source.name} at opset {opset}: {str(exc).splitlines()[0][:200]}"

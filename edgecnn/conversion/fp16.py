@@ -177,7 +177,9 @@ def fp16_samples(
             evals = training_samples(report)[1]
         except DatasetError:
             evals = []
-        source = "the run's validation images"
+        source = (
+            "the run's validation images" if report else "no --eval folder (the model has no training run)"
+        )
     if accuracy_gate and not any(label >= 0 for _, label in evals):
         why = " (no class folders)" if evals else ""
         raise ConfigError(f"no labelled images in {source}{why} to check fp16 accuracy; {NO_LABELS_HINT}")
@@ -266,7 +268,7 @@ def export_fp16(
         ExportError: The conversion or a gate failed (nothing is written).
         OutputError: The output exists and ``force`` is off.
     """
-    from edgecnn.core.version import __version__
+    from edgecnn.core.version import __version__, onnxruntime_version
     from edgecnn.runtime.predictor import Predictor
 
     if not max_accuracy_drop >= 0:
@@ -294,7 +296,7 @@ def export_fp16(
         "conversion": "float16",
         "io_types": "float32",
         "blocked_ops": list(BLOCKED_OPS),
-        "tool": f"onnxruntime.transformers.float16 {_ort_version()}",
+        "tool": f"onnxruntime.transformers.float16 {onnxruntime_version()}",
         "fp32_sha256": file_sha256(fp32_path),
     }
     reference = Predictor(fp32_path, provider="cpu")
@@ -375,12 +377,3 @@ def export_fp16(
         fp16_latency_ms=fp16_ms,
         skipped=list(skipped),
     )
-
-
-def _ort_version() -> str:
-    try:
-        import onnxruntime
-
-        return str(onnxruntime.__version__)
-    except ImportError:
-        return "unknown"

@@ -114,11 +114,14 @@ def rewire(
     width: int,
     classes: int,
     append_softmax: bool,
-) -> None:
+) -> int:
     """Make the graph take raw NHWC RGB pixels as ``image`` and give probabilities as ``probabilities``.
 
     The preprocessing nodes go in front of the original input, a softmax (or an identity) after the chosen
     output; other outputs and what only they used are dropped, and a fixed batch becomes dynamic.
+
+    Returns:
+        How many Reshapes that spelled out a fixed batch were freed (``free_reshape_batch``).
     """
     from onnx import TensorProto, helper
 
@@ -157,9 +160,44 @@ def rewire(
     replace_field(
         graph.output, [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", classes])]
     )
+    freed = 0
     if foreign.fixed_batch is not None:
         del graph.value_info[:]  # their shapes name the old fixed batch; ONNX Runtime infers them again
+        freed = free_reshape_batch(graph, foreign.fixed_batch)
     _prune(graph)
+    return freed
+
+
+def free_reshape_batch(graph: Any, batch: int) -> int:
+    """Let Reshapes that spell out the old fixed batch take any batch; returns how many were changed.
+
+    torch's exporter writes ``Reshape(x, [1, 512])`` for a flatten when the batch was fixed at 1. Such a
+    constant shape starting with the batch becomes ``[-1, 512]`` (or ``[0, -1]``, copying the input's batch,
+    when a -1 is already there). Each changed Reshape gets its own copy of the constant, in case the original is
+    shared; the adoption check then proves the graph runs on a batch.
+    """
+    from onnx import numpy_helper
+
+    constants = {init.name: init for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = node.attribute[0].t
+    changed = 0
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in constants:
+            continue
+        shape = numpy_helper.to_array(constants[node.input[1]])
+        if shape.ndim != 1 or len(shape) < 2 or shape[0] != batch:
+            continue
+        freed = shape.copy()
+        freed[0] = 0 if -1 in shape[1:] else -1
+        if freed[0] == 0 and any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue  # 0 would mean an empty axis there, not "copy the input's"
+        name = f"{node.input[1]}_edgecnn_any_batch_{changed}"
+        graph.initializer.append(numpy_helper.from_array(freed, name))
+        node.input[1] = name
+        changed += 1
+    return changed
 
 
 def _dims(value: Any) -> list[Dim] | None:

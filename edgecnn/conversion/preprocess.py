@@ -10,7 +10,9 @@ so an adopted file takes raw pixels and gives the original's answer.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mean": IMAGENET_MEAN,
         "std": IMAGENET_STD,
         "fit": "crop",
-        "interpolation": "linear",
+        "interpolation": "pil-bilinear",
     },
     # keras.applications VGG16/VGG19/ResNet50 ("caffe" mode): BGR, 0-255, ImageNet means in BGR order
     "keras-caffe": {"color_order": "BGR", "scale": "0-255", "mean": (103.939, 116.779, 123.68)},
@@ -169,6 +171,57 @@ class Preprocessing:
             step("Cast", to=elem_type)
         nodes.append(helper.make_node("Identity", [current], [target]))
         return nodes
+
+
+@dataclass(frozen=True)
+class ResizeOptions:
+    """How images of any size meet the model (the contract's input fields)."""
+
+    size: tuple[int, int] | None = None  # (height, width); needed when the graph's input size is dynamic
+    fit: str = "stretch"
+    crop_fraction: float | None = None
+    pad_value: int | None = None
+    interpolation: str = "area"
+
+
+@dataclass
+class AdoptOptions:
+    """What edgecnn must be told about a model it did not train: its labels, its pixels, its resize policy.
+
+    ``preset`` names a common source's recipe (``preprocess.PRESETS``); every other field given (not None)
+    replaces that part of it. ``size`` is (height, width), needed only where the graph does not fix it.
+    """
+
+    labels: str | Path | Sequence[str]
+    preset: str | None = None
+    layout: str | None = None
+    color_order: str | None = None
+    scale: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    output_kind: str | None = None
+    size: tuple[int, int] | None = None
+    fit: str | None = None
+    crop_fraction: float | None = None
+    pad_value: int | None = None
+    interpolation: str | None = None
+
+    def resolve(self) -> tuple[Preprocessing, ResizeOptions]:
+        """The preprocessing and resize options, a preset's parts replaced by the options given."""
+        pre, resize = preprocessing_from(
+            self.preset,
+            layout=self.layout,
+            color_order=self.color_order,
+            scale=self.scale,
+            mean=self.mean,
+            std=self.std,
+            output_kind=self.output_kind,
+            fit=self.fit,
+            crop_fraction=self.crop_fraction,
+            pad_value=self.pad_value,
+            interpolation=self.interpolation,
+        )
+        return pre, ResizeOptions(size=self.size, **resize)
 
 
 def preprocessing_from(preset: str | None, **options: Any) -> tuple[Preprocessing, dict[str, Any]]:

@@ -48,6 +48,7 @@ from edgecnn.core.onnxfile import (
     save_onnx,
     set_contract,
 )
+from edgecnn.core.version import onnxruntime_version
 
 METHODS = ("minmax", "entropy", "percentile")
 METHOD_CHOICES = (*METHODS, "auto")
@@ -389,7 +390,7 @@ def quantize_model(
                 "calibration_method": chosen.method,
                 "calibration_images": calib_count,
                 "calibration_source": calib_source,
-                "tool": f"onnxruntime.quantization {_ort_version()}",
+                "tool": f"onnxruntime.quantization {onnxruntime_version()}",
                 "fp32_accuracy": fp32_acc,
                 "int8_accuracy": int8_acc,
                 "top1_agreement": agreement,
@@ -413,6 +414,12 @@ def quantize_model(
             int8_ms = measure_latency(tmp, sample)
             plain_ms = measure_latency(plain_path, sample) if rescue is not None else None
             int8_size = tmp.stat().st_size
+    if (
+        int8_ms > fp32_ms
+    ):  # depthwise and squeeze-excite networks often are, on CPUs without int8 dot products
+        logger.warning(
+            f"the int8 file is slower than fp32 on this machine ({int8_ms:.1f} ms vs {fp32_ms:.1f} ms)"
+        )
     return QuantizeResult(
         output=output,
         contract=int8_contract,
@@ -441,12 +448,3 @@ def _log_skipped(say: Any, use: str, skipped: Sequence[tuple[Path, str]], shown:
         say(f"skipped {use} file {path}: {reason}")
     if len(skipped) > shown:
         say(f"... and {len(skipped) - shown} more skipped {use} file(s) (--json lists them all)")
-
-
-def _ort_version() -> str:
-    try:
-        import onnxruntime
-
-        return str(onnxruntime.__version__)
-    except ImportError:
-        return "unknown"

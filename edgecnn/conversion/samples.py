@@ -127,7 +127,8 @@ def int8_samples(
         found = folder_samples(eval_dir, contract, "--eval")
         evals, eval_source = [s for s in found if s[1] >= 0] or found, f"--eval {eval_dir}"
     else:
-        evals, eval_source = run_val, "the run's validation images"
+        no_run = "no --eval folder (the model has no training run)"
+        evals, eval_source = run_val, "the run's validation images" if report else no_run
     if accuracy_gate and not any(label >= 0 for _, label in evals):
         why = " (no class folders)" if evals else ""
         raise ConfigError(

@@ -33,7 +33,7 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 
 COLOR_ORDERS = {3: "RGB", 1: "GRAY"}
-RESIZE_METHODS = ("area", "linear", "cubic")
+RESIZE_METHODS = ("area", "linear", "cubic", "pil-bilinear")
 FIT_MODES = ("stretch", "crop", "letterbox")
 #: torchvision's Resize(256) + CenterCrop(224): the share of the scaled side that ``fit="crop"`` keeps.
 DEFAULT_CROP_FRACTION = 0.875

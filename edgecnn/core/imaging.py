@@ -309,7 +309,8 @@ def image_to_input(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     return resize(image, spec)
 
 
-#: The contract's ``input.resize`` names and the OpenCV interpolation each one is.
+#: The contract's ``input.resize`` names and the OpenCV interpolation each one is; "pil-bilinear" is Pillow's
+#: BILINEAR instead (it widens its filter when shrinking, as torchvision's Resize on PIL images does).
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
 
@@ -328,15 +329,21 @@ def resize(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     return _resized(image, spec.height, spec.width, spec.resize)
 
 
-def decode_size(spec: InputSpec) -> tuple[int, int]:
-    """(width, height) a file must be decoded at, at least, before ``resize`` (for JPEG draft decoding)."""
+def decode_size(spec: InputSpec) -> tuple[int, int] | None:
+    """(width, height) a file must be decoded at, at least, before ``resize`` (for JPEG draft decoding); None
+    for "pil-bilinear", which reproduces a pipeline that decodes the whole file (torchvision's)."""
+    if spec.resize == "pil-bilinear":
+        return None
     if spec.fit == "crop" and spec.crop_fraction:
         return math.ceil(spec.width / spec.crop_fraction), math.ceil(spec.height / spec.crop_fraction)
     return spec.width, spec.height
 
 
 def _resized(image: np.ndarray, height: int, width: int, method: str) -> np.ndarray:
-    if image.shape[:2] != (height, width):
+    if image.shape[:2] != (height, width) and method == "pil-bilinear":
+        pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+        image = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR)).reshape(height, width, -1)
+    elif image.shape[:2] != (height, width):
         channels = image.shape[2]
         image = cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[method])
         if image.ndim == 2:
