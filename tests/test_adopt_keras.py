@@ -96,7 +96,7 @@ def test_a_teachable_machine_h5_with_its_labels_txt(tmp_path, photos):
     result = runner.invoke(
         app,
         ["export", str(source), "--labels", str(tmp_path / "labels.txt"), "--preset", "teachable-machine"]
-        + ["--eval", str(photos), "-o", str(tmp_path / "tm.onnx")],
+        + ["--eval", str(photos), "-o", str(tmp_path / "tm.onnx"), "--int8", "--calib", str(photos)],
     )
     assert result.exit_code == 0, result.output
     contract = read_contract(load_onnx(tmp_path / "tm.onnx"))
@@ -113,6 +113,8 @@ def test_a_teachable_machine_h5_with_its_labels_txt(tmp_path, photos):
         app, ["classify", str(photos / "blue"), "--model", str(tmp_path / "tm.onnx"), "--json"]
     )
     assert classify.exit_code == 0 and json.loads(classify.stdout)["per_label"] == {"blue": 4}
+    evaluated = runner.invoke(app, ["evaluate", str(tmp_path / "tm.int8.onnx"), str(photos), "--json"])
+    assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["accuracy"] == 1.0
 
 
 def test_a_foreign_keras_model_without_labels_says_what_to_pass(tmp_path):
