@@ -1,17 +1,16 @@
 """Model builders. Every model takes raw pixel values (0-255) and normalises inside its own graph.
 
-``ARCHITECTURES`` maps the ``--arch`` choices to builders. Augmentation is not part of any model: it runs in
-the tf.data pipeline at training time only, so the saved and exported graphs are inference-only.
+The CNN trained from scratch lives here; the pretrained backbones (VGG16, MobileNetV3, EfficientNet) are one
+table in ``training.backbones``, whose ``ARCHITECTURES`` maps the ``--arch`` choices to builders.
+Augmentation is not part of any model: it runs in the tf.data pipeline at training time only, so the saved
+and exported graphs are inference-only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ConfigError, DependencyError
@@ -27,7 +26,9 @@ class BuiltModel:
 
     model: Any
     normalization: str
-    base: Any = None  # the pretrained base (vgg16), for freezing and fine-tuning
+    base: Any = None  # the pretrained base of a backbone, for freezing and fine-tuning
+    # The base's first layer that fine-tuning unfreezes; None: nothing is frozen (no base, or from scratch).
+    fine_tune_from: str | None = None
 
 
 def build_cnn(
@@ -45,7 +46,7 @@ def build_cnn(
     import keras
     from keras import layers
 
-    _check_side(spec)
+    check_side(spec)
     if base_filters < 4:
         raise ConfigError(f"--base-filters must be at least 4, got {base_filters}")
     init = keras.initializers.HeNormal(seed=seed)
@@ -78,7 +79,7 @@ def build_cnn(
 def build_vgg16(
     spec: InputSpec, num_classes: int, weights: str = "imagenet", dropout: float = 0.5, seed: int = 0
 ) -> BuiltModel:
-    """VGG16's convolutional base with a new classification head; the base starts frozen.
+    """VGG16's convolutional base with a new classification head (``backbones.build_backbone("vgg16")``).
 
     VGG16's own preprocessing (RGB to BGR, subtract the ImageNet mean) is a fixed 1x1 convolution in the
     graph, so the model takes the same raw RGB pixels as every edgecnn model. Grey inputs are copied to the
@@ -96,36 +97,9 @@ def build_vgg16(
         DependencyError: ImageNet weights cannot be downloaded and are not in Keras' cache.
         ConfigError: A weights path that does not exist or does not fit.
     """
-    import keras
-    from keras import layers
+    from edgecnn.training.backbones import build_backbone  # backbones imports this module
 
-    _check_side(spec)
-    base = _vgg16_base(spec, weights)
-    base.trainable = False
-    inputs = keras.Input(shape=spec.shape, name="image")
-    kernel = np.zeros((1, 1, spec.channels, 3), np.float32)
-    for out_c in range(
-        3
-    ):  # output channel c (B, G, R) takes input channel 2 - c (R, G, B); grey feeds all three
-        kernel[0, 0, 0 if spec.channels == 1 else 2 - out_c, out_c] = 1.0
-    bias = -np.array(VGG16_MEAN_BGR, np.float32)
-    pre = layers.Conv2D(3, 1, name="vgg16_preprocess", trainable=False)
-    x = pre(inputs)
-    pre.set_weights([kernel, bias])
-    x = base(x, training=False)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(dropout, seed=seed, name="dropout1")(x)
-    x = layers.Dense(
-        256, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed), name="dense"
-    )(x)
-    x = layers.Dropout(dropout, seed=seed + 1, name="dropout2")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name="edgecnn_vgg16")
-    return BuiltModel(
-        model=model,
-        normalization="RGB->BGR and ImageNet mean subtraction (VGG16 'caffe' preprocessing, 1x1 conv in graph)",
-        base=base,
-    )
+    return build_backbone("vgg16", spec, num_classes, weights=weights, dropout=dropout, seed=seed)
 
 
 def import_keras() -> tuple[Any, Any]:
@@ -163,40 +137,9 @@ def keras_cache_path(filename: str = VGG16_WEIGHTS_FILE) -> Path:
     return Path(home) / "models" / filename
 
 
-def _vgg16_base(spec: InputSpec, weights: str) -> Any:
-    import keras
-
-    shape = (spec.height, spec.width, 3)
-    if weights == "none":
-        return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
-    if weights == "imagenet":
-        try:
-            return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
-        except Exception as exc:  # Keras raises a bare Exception for a failed download
-            cache = keras_cache_path()
-            raise DependencyError(
-                f"cannot load the ImageNet weights for VGG16 ({str(exc).splitlines()[0][:100]}): with no internet, "
-                f"put {VGG16_WEIGHTS_FILE} at {cache}, or pass --weights PATH to a local weights file, "
-                "or --weights none to train from scratch"
-            ) from None
-    path = Path(weights)
-    if not path.is_file():
-        raise ConfigError(
-            f"--weights: no such file {path} (choose imagenet, none, or the path of a weights file)"
-        )
-    try:
-        return keras.applications.VGG16(include_top=False, weights=str(path), input_shape=shape)
-    except Exception as exc:  # h5py/Keras raise many kinds for a file that does not fit
-        raise ConfigError(
-            f"--weights {path}: not VGG16 include_top=False weights ({str(exc).splitlines()[0][:120]})"
-        ) from None
-
-
-def _check_side(spec: InputSpec) -> None:
+def check_side(spec: InputSpec) -> None:
+    """Refuse an input side below ``MIN_SIDE``."""
     if min(spec.height, spec.width) < MIN_SIDE:
         raise ConfigError(
             f"--img-size must be at least {MIN_SIDE} pixels, got {min(spec.height, spec.width)}"
         )
-
-
-ARCHITECTURES: dict[str, Callable[..., BuiltModel]] = {"cnn": build_cnn, "vgg16": build_vgg16}

@@ -1,4 +1,4 @@
-"""``edgecnn train``: fit a CNN or a VGG16 transfer model on a folder of labelled photos.
+"""``edgecnn train``: fit a CNN or a pretrained backbone (transfer learning) on a folder of labelled photos.
 
 A run directory gets ``model.keras`` (best weights by validation loss), ``report.json`` (metrics, data,
 settings and the model contract), ``history.json``, ``curves.png``, ``confusion_matrix.png``,
@@ -26,8 +26,9 @@ from edgecnn.core.dataset import DataSplits, Skipped, discover
 from edgecnn.core.errors import ConfigError, DatasetError, EdgecnnError, OutputError
 from edgecnn.core.metrics import Metrics, compute_metrics
 from edgecnn.core.version import __version__
+from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, build_backbone, defaults, unfreeze_top
 from edgecnn.training.devices import parse_devices, select_devices
-from edgecnn.training.models import ARCHITECTURES, MIN_SIDE, BuiltModel, import_keras
+from edgecnn.training.models import MIN_SIDE, BuiltModel, build_cnn, import_keras
 from edgecnn.training.pipeline import make_dataset
 from edgecnn.training.schedule import EpochTimer, schedule
 
@@ -66,12 +67,13 @@ class TrainConfig:
         self.data_dir = Path(self.data_dir)
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown --arch {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        default_size, default_lr = defaults(self.arch)
         if self.img_size is None:
-            self.img_size = 224 if self.arch == "vgg16" else 96
+            self.img_size = default_size
         if not MIN_SIDE <= self.img_size <= 1024:
             raise ConfigError(f"--img-size must be between {MIN_SIDE} and 1024, got {self.img_size}")
         if self.learning_rate is None:
-            self.learning_rate = 1e-3 if self.arch == "cnn" else 5e-4
+            self.learning_rate = default_lr
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"--learning-rate must be between 0 and 1, got {self.learning_rate}")
         if self.epochs < 1:
@@ -80,10 +82,11 @@ class TrainConfig:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.fine_tune_epochs < 0:
             raise ConfigError(f"--fine-tune-epochs must be 0 or more, got {self.fine_tune_epochs}")
-        if self.fine_tune_epochs and self.arch != "vgg16":
-            raise ConfigError("--fine-tune-epochs applies to --arch vgg16 only")
-        if self.arch != "vgg16" and self.weights not in ("imagenet", "none"):
-            raise ConfigError("--weights applies to --arch vgg16 only")
+        backbones = f"--arch {', '.join(list(BACKBONES)[:-1])} and {list(BACKBONES)[-1]} only"
+        if self.fine_tune_epochs and self.arch not in BACKBONES:
+            raise ConfigError(f"--fine-tune-epochs applies to {backbones}")
+        if self.arch not in BACKBONES and self.weights not in ("imagenet", "none"):
+            raise ConfigError(f"--weights applies to {backbones}")
         if self.val_dir is not None and self.val_split is not None:
             raise ConfigError("give either --val-dir or --val-split, not both")
         if self.max_minutes is not None and self.max_minutes <= 0:
@@ -205,8 +208,11 @@ def train(config: TrainConfig) -> TrainResult:
         phases.append(("fine-tune", config.fine_tune_epochs, config.learning_rate * lr_scale / 10, False))
     for name, epochs, lr, warmup in phases:
         if name == "fine-tune":
-            _unfreeze_last_block(built)
-            say(f"fine-tuning VGG16 block5 for {epochs} epoch(s) at learning rate {lr:g}")
+            unfreeze_top(built)
+            what = f"{config.arch} from {built.fine_tune_from} on, BatchNormalization frozen,"
+            if built.fine_tune_from is None:  # --weights none: nothing was frozen
+                what = f"all of {config.arch} (trained from scratch)"
+            say(f"fine-tuning {what} for {epochs} epoch(s) at learning rate {lr:g}")
         with devices.scope():
             model.compile(
                 optimizer=keras.optimizers.AdamW(
@@ -339,15 +345,8 @@ def build_augmenter(keras: Any, seed: int) -> Any:
 
 def _build(config: TrainConfig, spec: InputSpec, num_classes: int) -> BuiltModel:
     if config.arch == "cnn":
-        return ARCHITECTURES["cnn"](spec, num_classes, base_filters=config.base_filters, seed=config.seed)
-    return ARCHITECTURES["vgg16"](spec, num_classes, weights=config.weights, seed=config.seed)
-
-
-def _unfreeze_last_block(built: BuiltModel) -> None:
-    base = built.base
-    base.trainable = True
-    for layer in base.layers:
-        layer.trainable = layer.name.startswith("block5")
+        return build_cnn(spec, num_classes, base_filters=config.base_filters, seed=config.seed)
+    return build_backbone(config.arch, spec, num_classes, weights=config.weights, seed=config.seed)
 
 
 def _predict(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

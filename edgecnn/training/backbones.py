@@ -1,0 +1,308 @@
+"""Pretrained backbones from ``keras.applications``: one table, one builder, one fine-tuning rule.
+
+Every backbone is built the same way: ``include_top=False``, the network's own preprocessing inside the graph
+(so the model takes raw 0-255 pixels like every edgecnn model), global pooling and a small dense head. With
+pretrained weights the base starts frozen and its BatchNormalization layers stay in inference mode for good;
+``--fine-tune-epochs`` then unfreezes the base's last resolution stage (``fine_tune_from`` onwards), the
+BatchNormalization layers excepted, as Keras' transfer-learning guide advises. With ``--weights none`` there
+is nothing to protect: the whole network trains from the first epoch, BatchNormalization included.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.core.contract import InputSpec
+from edgecnn.core.errors import ConfigError, DependencyError
+from edgecnn.training.models import (
+    VGG16_MEAN_BGR,
+    VGG16_WEIGHTS_FILE,
+    BuiltModel,
+    build_cnn,
+    check_side,
+    keras_cache_path,
+)
+
+#: EfficientNet's ImageNet standard deviations (keras.applications.efficientnet.IMAGENET_STDDEV_RGB).
+EFFICIENTNET_STDDEV_RGB = (0.229, 0.224, 0.225)
+CNN_DEFAULTS = (96, 1e-3)  # the CNN from scratch: (img_size, learning rate)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One pretrained base and how edgecnn uses it.
+
+    Attributes:
+        constructor: The ``keras.applications`` function.
+        weights_file: Keras' cache name of the ``include_top=False`` ImageNet weights.
+        fine_tune_from: First layer of the base's last resolution stage; it and every later layer are
+            fine-tuned (BatchNormalization excepted).
+        preprocessing: What the graph does to the raw pixels, for the contract.
+        default_size: Default ``--img-size``: the resolution the ImageNet weights were trained at.
+        learning_rate: Default peak learning rate of the first phase (fine-tuning uses a tenth of it).
+        dropout: Dropout of the head.
+        caffe_mean_bgr: VGG16's preprocessing (RGB to BGR, mean subtraction), built as a 1x1 convolution in
+            front of the base; None where the base normalises by itself.
+        options: Further constructor arguments.
+    """
+
+    constructor: str
+    weights_file: str
+    fine_tune_from: str
+    preprocessing: str
+    default_size: int = 224
+    learning_rate: float = 1e-3
+    dropout: float = 0.2
+    caffe_mean_bgr: tuple[float, float, float] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_MOBILENET_PRE = "x / 127.5 - 1 (MobileNetV3's Rescaling layer in graph)"
+
+#: ``--arch`` name -> backbone, cheapest first. Defaults: every ImageNet backbone at 224 px, the size its
+#: weights were trained at (transfer works best at the object scale the filters learnt); MobileNetV3 and
+#: EfficientNet-B0 at 224 px still cost about as many or fewer multiply-adds than the default CNN at 96 px.
+#: A head on a frozen base takes Adam's usual 1e-3; VGG16 keeps 5e-4 (its features are unnormalised and
+#: larger).
+BACKBONES: dict[str, Backbone] = {
+    "mobilenetv3small": Backbone(
+        "MobileNetV3Small",
+        "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        fine_tune_from="expanded_conv_8_expand",  # blocks 8-10 and conv_1: the 7x7 stage at 224 px
+        preprocessing=_MOBILENET_PRE,
+        options={"include_preprocessing": True},
+    ),
+    "mobilenetv3large": Backbone(
+        "MobileNetV3Large",
+        "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        fine_tune_from="expanded_conv_12_expand",  # blocks 12-14 and conv_1: the 7x7 stage at 224 px
+        preprocessing=_MOBILENET_PRE,
+        options={"include_preprocessing": True},
+    ),
+    "efficientnetb0": Backbone(
+        "EfficientNetB0",
+        "efficientnetb0_notop.h5",
+        fine_tune_from="block6a_expand_conv",  # blocks 6a-7a and top_conv: the 7x7 stage at 224 px
+        preprocessing="x / 255, then the weights' per-channel mean and standard deviation (ImageNet's; "
+        "identity with --weights none) (EfficientNet's Rescaling and Normalization layers in graph)",
+    ),
+    "vgg16": Backbone(
+        "VGG16",
+        VGG16_WEIGHTS_FILE,
+        fine_tune_from="block5_conv1",  # block5: the 14x14 stage at 224 px
+        preprocessing="RGB->BGR and ImageNet mean subtraction (VGG16 'caffe' preprocessing, 1x1 conv in graph)",
+        learning_rate=5e-4,
+        dropout=0.5,
+        caffe_mean_bgr=VGG16_MEAN_BGR,
+    ),
+}
+
+
+def defaults(arch: str) -> tuple[int, float]:
+    """The default ``(img_size, learning_rate)`` of an ``--arch`` choice."""
+    if arch == "cnn":
+        return CNN_DEFAULTS
+    backbone = get_backbone(arch)
+    return backbone.default_size, backbone.learning_rate
+
+
+def get_backbone(arch: str) -> Backbone:
+    """The registry entry of ``arch``.
+
+    Raises:
+        ConfigError: ``arch`` is not a pretrained backbone.
+    """
+    if arch not in BACKBONES:
+        raise ConfigError(f"unknown backbone {arch!r}; choose from {', '.join(BACKBONES)}")
+    return BACKBONES[arch]
+
+
+def build_backbone(
+    arch: str,
+    spec: InputSpec,
+    num_classes: int,
+    weights: str = "imagenet",
+    dropout: float | None = None,
+    seed: int = 0,
+) -> BuiltModel:
+    """A pretrained base with a new classification head; with pretrained weights the base starts frozen.
+
+    Grey inputs are copied to the three channels by a fixed 1x1 convolution in front of the base (VGG16's
+    preprocessing convolution does it on the way).
+
+    Args:
+        arch: A ``BACKBONES`` name.
+        spec: Input spec (side of at least 32 pixels).
+        num_classes: Number of output classes.
+        weights: "imagenet" (downloaded once by Keras, then cached), "none" (train from scratch), or the path
+            of a weights file for the base built with ``include_top=False``.
+        dropout: Dropout of the head [default: the backbone's].
+        seed: Seed for the head's initialisers.
+
+    Raises:
+        DependencyError: ImageNet weights cannot be downloaded and are not in Keras' cache.
+        ConfigError: An unknown backbone, an input too small, or a weights path that does not exist or fit.
+    """
+    import keras
+    from keras import layers
+
+    backbone = get_backbone(arch)
+    check_side(spec)
+    base = load_base(arch, spec, weights)
+    pretrained = weights != "none"
+    base.trainable = not pretrained
+    inputs = keras.Input(shape=spec.shape, name="image")
+    x = inputs
+    front = _front_layer(backbone, spec.channels)
+    if front is not None:
+        name, kernel, bias = front
+        pre = layers.Conv2D(3, 1, name=name, trainable=False)
+        x = pre(x)
+        pre.set_weights([kernel, bias])
+    # Pretrained statistics must not drift on a small dataset, even once the top is unfrozen: inference mode
+    # for good. From scratch, BatchNormalization has to learn its statistics.
+    x = base(x, training=False) if pretrained else base(x)
+    rate = backbone.dropout if dropout is None else dropout
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(rate, seed=seed, name="dropout1")(x)
+    x = layers.Dense(
+        256, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed), name="dense"
+    )(x)
+    x = layers.Dropout(rate, seed=seed + 1, name="dropout2")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name=f"edgecnn_{arch}")
+    return BuiltModel(
+        model=model,
+        normalization=backbone.preprocessing,
+        base=base,
+        fine_tune_from=backbone.fine_tune_from if pretrained else None,
+    )
+
+
+def load_base(arch: str, spec: InputSpec, weights: str) -> Any:
+    """The ``include_top=False`` base of ``arch`` for a three-channel input of ``spec``'s size.
+
+    Raises:
+        DependencyError: ImageNet weights cannot be downloaded and are not in Keras' cache.
+        ConfigError: A weights path that does not exist or does not fit.
+    """
+    import keras
+
+    backbone = get_backbone(arch)
+    constructor = getattr(keras.applications, backbone.constructor)
+    shape = (spec.height, spec.width, 3)
+    make = partial(constructor, include_top=False, input_shape=shape, **backbone.options)
+    if weights == "none":
+        base = make(weights=None)
+    elif weights == "imagenet":
+        base = _download(arch, backbone, make)
+    else:
+        base = _load_file(backbone, make, Path(weights))
+    if backbone.constructor.startswith("EfficientNet"):
+        base = _constant_normalization(base, from_file=weights not in ("none", "imagenet"))
+    return base
+
+
+def _download(arch: str, backbone: Backbone, make: Callable[..., Any]) -> Any:
+    try:
+        with warnings.catch_warnings():
+            # MobileNetV3 warns that its 224 px weights serve any input size: that is intended here.
+            warnings.filterwarnings("ignore", message=".*Weights for input shape.*")
+            return make(weights="imagenet")
+    except Exception as exc:  # Keras raises a bare Exception for a failed download
+        raise DependencyError(
+            f"cannot load the ImageNet weights for {arch} ({str(exc).splitlines()[0][:100]}): with no "
+            f"internet, put {backbone.weights_file} at {keras_cache_path(backbone.weights_file)}, or pass "
+            "--weights PATH to a local weights file, or --weights none to train from scratch"
+        ) from None
+
+
+def _load_file(backbone: Backbone, make: Callable[..., Any], path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(
+            f"--weights: no such file {path} (choose imagenet, none, or the path of a weights file)"
+        )
+    try:
+        return make(weights=str(path))
+    except Exception as exc:  # h5py/Keras raise many kinds for a file that does not fit
+        raise ConfigError(
+            f"--weights {path}: not {backbone.constructor} include_top=False weights "
+            f"({str(exc).splitlines()[0][:120]})"
+        ) from None
+
+
+def unfreeze_top(built: BuiltModel) -> None:
+    """Make the base trainable from ``built.fine_tune_from`` on, its BatchNormalization layers excepted.
+
+    A model trained from scratch (no ``fine_tune_from``) is already trainable throughout: nothing changes.
+    """
+    import keras
+
+    if built.fine_tune_from is None:
+        return
+    names = [layer.name for layer in built.base.layers]
+    start = names.index(built.fine_tune_from)
+    built.base.trainable = True  # Keras sets every sublayer; then the lower ones are frozen again
+    for i, layer in enumerate(built.base.layers):
+        layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _front_layer(backbone: Backbone, channels: int) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """The fixed 1x1 convolution in front of the base: (name, kernel, bias), or None when none is needed."""
+    kernel = np.zeros((1, 1, channels, 3), np.float32)
+    if backbone.caffe_mean_bgr is not None:
+        for out_c in range(
+            3
+        ):  # output channel c (B, G, R) takes input channel 2 - c (R, G, B); grey feeds all
+            kernel[0, 0, 0 if channels == 1 else 2 - out_c, out_c] = 1.0
+        return "vgg16_preprocess", kernel, -np.array(backbone.caffe_mean_bgr, np.float32)
+    if channels == 1:
+        kernel[0, 0, 0, :] = 1.0
+        return "grey_to_rgb", kernel, np.zeros(3, np.float32)
+    return None
+
+
+def _constant_normalization(base: Any, from_file: bool) -> Any:
+    """EfficientNet's base with its Normalization layer replaced by the same arithmetic in plain numbers.
+
+    Keras' Normalization keeps its mean and variance as tensors made outside any traced function; tf2onnx
+    turns such tensors into extra graph inputs, and the export refuses the graph. A Rescaling layer with
+    per-channel scale and offset computes the same ``(x - mean) / sqrt(variance)`` from numbers written into
+    the graph (and into the .keras config). The identity (a base trained from scratch) becomes an Identity.
+
+    With weights from a file (``from_file``), Keras leaves out the ``Rescaling(1 / sqrt(stddev))`` that it
+    adds after the Normalization layer for its own download (that file stores standard deviations where a
+    variance belongs): it is folded in here, so a local copy of the file gives the same model as the
+    download. A file saved from a base trained from scratch holds the identity and is left as it is.
+    """
+    import keras
+
+    norm = next(layer for layer in base.layers if isinstance(layer, keras.layers.Normalization))
+    mean = np.asarray(norm.adapt_mean, np.float64)
+    variance = np.asarray(norm.adapt_variance, np.float64)
+    if np.allclose(mean, 0.0) and np.allclose(variance, 1.0):
+        replacement = keras.layers.Identity(name=norm.name)
+    else:
+        if from_file:
+            variance = variance * np.asarray(EFFICIENTNET_STDDEV_RGB)
+        scale = 1.0 / np.sqrt(variance)
+        replacement = keras.layers.Rescaling(scale.tolist(), (-mean * scale).tolist(), name=norm.name)
+
+    def swap(layer: Any) -> Any:
+        return replacement if layer is norm else layer  # every other layer is shared, weights and all
+
+    return keras.models.clone_model(base, clone_function=swap)
+
+
+#: ``--arch`` name -> builder (``spec, num_classes, **options``): the CNN first, then the backbones.
+ARCHITECTURES: dict[str, Callable[..., BuiltModel]] = {
+    "cnn": build_cnn,
+    **{name: partial(build_backbone, name) for name in BACKBONES},
+}
