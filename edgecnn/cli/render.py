@@ -24,7 +24,7 @@ def print_export(result: Any) -> dict[str, Any]:
             "parity_top1_agreement": result.parity.top1_agreement,
         }
     }
-    kept = [n for n in result.notes if n.startswith(("derived from", "fp32 file reused"))]
+    kept = [n for n in getattr(result, "notes", []) if n.startswith(("derived from", "fp32 file reused"))]
     say(
         f"{'source' if kept else 'wrote'} {result.output} ({result.size_bytes / 1e6:.2f} MB{'; ' + kept[0] if kept else ''})"
     )
