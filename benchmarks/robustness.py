@@ -124,7 +124,7 @@ def main() -> None:
     )
     write_result(
         "robustness",
-        {"run": str(args.run), "accuracy": accuracy, "latency_ms": latency},
+        {"run": args.run.name, "accuracy": accuracy, "latency_ms": latency},
     )
     (REPO / "benchmarks" / "results" / "robustness.md").write_text(markdown + "\n", encoding="utf-8")
     print(markdown)
