@@ -374,6 +374,8 @@ def main() -> None:
         classify_section(),
         written_section("report_overhead"),
         written_section("ray_classify"),
+        written_section("robustness"),
+        written_section("backbones"),
         webcam_section(),
         benchmark_section(),
         gpu_section(),
