@@ -90,6 +90,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    run_name = args.run.name if args.run.is_absolute() else args.run.as_posix()
     rows = []
     for precision in ("fp32", "int8"):
         for tta in ("none", "flip"):
@@ -107,7 +108,7 @@ def main() -> None:
     markdown = "\n".join(
         [
             "## Robustness and test-time augmentation\n",
-            f"`python benchmarks/robustness.py --run {args.run.name}`: the run's model.keras exported four ways "
+            f"`python benchmarks/robustness.py --run {run_name}`: the run's model.keras exported four ways "
             "(fp32 and int8, without and with `--tta flip`) in one run, each evaluated on the cats_dogs validation "
             "photos as they are and degraded (downscaled with Pillow's Lanczos filter and saved as PNG; re-encoded as "
             "JPEG quality 40). Target: each degraded view within 3 pp of the originals.\n",
@@ -124,7 +125,7 @@ def main() -> None:
     )
     write_result(
         "robustness",
-        {"run": args.run.name, "accuracy": accuracy, "latency_ms": latency},
+        {"run": run_name, "accuracy": accuracy, "latency_ms": latency},
     )
     (REPO / "benchmarks" / "results" / "robustness.md").write_text(markdown + "\n", encoding="utf-8")
     print(markdown)
