@@ -161,7 +161,7 @@ def test_efficientnet_weights_file_gives_the_model_keras_downloads(monkeypatch, 
     for layer in source.layers:
         if type(layer).__name__ == "BatchNormalization":
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
-        if type(layer).__name__ == "Normalization":  # what Keras' file holds: ImageNet means and deviations
+        if type(layer).__name__ == "Normalization":  # ImageNet statistics, as in Keras' file
             layer.adapt_mean.assign(np.array([0.485, 0.456, 0.406], np.float32))
             layer.adapt_variance.assign(np.array([0.229, 0.224, 0.225], np.float32))
     path = tmp_path / "efficientnetb0_notop.h5"

@@ -66,11 +66,11 @@ class Backbone:
 
 _MOBILENET_PRE = "x / 127.5 - 1 (MobileNetV3's Rescaling layer in graph)"
 
-#: ``--arch`` name -> backbone, cheapest first. Defaults: every ImageNet backbone at 224 px, the size its
-#: weights were trained at (transfer works best at the object scale the filters learnt); MobileNetV3 and
-#: EfficientNet-B0 at 224 px still cost about as many or fewer multiply-adds than the default CNN at 96 px.
-#: A head on a frozen base takes Adam's usual 1e-3; VGG16 keeps 5e-4 (its features are unnormalised and
-#: larger).
+#: ``--arch`` name -> backbone, cheapest first. Every ImageNet backbone defaults to 224 px, the size its
+#: weights were trained at: pretrained filters transfer best at the object scale they learnt. At 224 px,
+#: MobileNetV3-Small still runs faster in fp32 than the default CNN at 96 px, MobileNetV3-Large and
+#: EfficientNet-B0 within about 3x of it (benchmarks/results/backbones.md).
+#: A new head on a frozen base trains at Adam's usual 1e-3; VGG16 keeps the 5e-4 it has always had.
 BACKBONES: dict[str, Backbone] = {
     "mobilenetv3small": Backbone(
         "MobileNetV3Small",
@@ -90,8 +90,8 @@ BACKBONES: dict[str, Backbone] = {
         "EfficientNetB0",
         "efficientnetb0_notop.h5",
         fine_tune_from="block6a_expand_conv",  # blocks 6a-7a and top_conv: the 7x7 stage at 224 px
-        preprocessing="x / 255, then the weights' per-channel mean and standard deviation (ImageNet's; "
-        "identity with --weights none) (EfficientNet's Rescaling and Normalization layers in graph)",
+        preprocessing="x / 255, then with pretrained weights the per-channel ImageNet shift and scale of "
+        "the weights file (EfficientNet's Rescaling layers in graph)",
     ),
     "vgg16": Backbone(
         "VGG16",
@@ -258,9 +258,8 @@ def _front_layer(backbone: Backbone, channels: int) -> tuple[str, np.ndarray, np
     """The fixed 1x1 convolution in front of the base: (name, kernel, bias), or None when none is needed."""
     kernel = np.zeros((1, 1, channels, 3), np.float32)
     if backbone.caffe_mean_bgr is not None:
-        for out_c in range(
-            3
-        ):  # output channel c (B, G, R) takes input channel 2 - c (R, G, B); grey feeds all
+        # Output channel c (B, G, R) takes input channel 2 - c (R, G, B); grey feeds all three.
+        for out_c in range(3):
             kernel[0, 0, 0 if channels == 1 else 2 - out_c, out_c] = 1.0
         return "vgg16_preprocess", kernel, -np.array(backbone.caffe_mean_bgr, np.float32)
     if channels == 1:
@@ -277,10 +276,10 @@ def _constant_normalization(base: Any, from_file: bool) -> Any:
     per-channel scale and offset computes the same ``(x - mean) / sqrt(variance)`` from numbers written into
     the graph (and into the .keras config). The identity (a base trained from scratch) becomes an Identity.
 
-    With weights from a file (``from_file``), Keras leaves out the ``Rescaling(1 / sqrt(stddev))`` that it
-    adds after the Normalization layer for its own download (that file stores standard deviations where a
-    variance belongs): it is folded in here, so a local copy of the file gives the same model as the
-    download. A file saved from a base trained from scratch holds the identity and is left as it is.
+    Keras adds ``Rescaling(1 / sqrt(stddev))`` after the Normalization layer for its own download only (its
+    correction to match the original EfficientNet weights, tensorflow/tensorflow#49930). With weights from
+    a file (``from_file``) it is folded in here, so that a local copy of Keras' file gives the same model
+    as the download. A file saved from a base trained from scratch holds the identity and stays as it is.
     """
     import keras
 
