@@ -137,3 +137,38 @@ def test_without_labelled_images_a_foreign_int8_export_writes_nothing(tmp_path, 
     assert result.exit_code == 2
     assert "no --eval folder (the model has no training run)" in result.output, result.output
     assert not list(tmp_path.glob("*.onnx"))  # checked before the fp32 file is written
+
+
+def test_a_keras_normalization_layer_is_folded_into_constants(tmp_path, photos):
+    """keras.applications EfficientNet keeps its mean and variance in a Normalization layer, which tf2onnx
+    turns into extra graph inputs; they are constants."""
+    from edgecnn.training.models import import_keras
+
+    keras, _ = import_keras()
+    model = keras.Sequential(
+        [
+            keras.Input((SIZE, SIZE, 3)),
+            keras.layers.Normalization(mean=[120.0, 110.0, 100.0], variance=[3000.0, 2900.0, 2800.0]),
+            keras.layers.Conv2D(3, 1),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.save(tmp_path / "normalized.keras")
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            str(tmp_path / "normalized.keras"),
+            "--labels",
+            str(tmp_path / "labels.txt"),
+            "--preset",
+            "raw",
+        ]
+        + ["--eval", str(photos), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["fp32"]["parity_max_abs_diff"] <= 1e-5
+    graph = load_onnx(tmp_path / "normalized.onnx").graph
+    assert [i.name for i in graph.input] == ["image"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.conversion.adopt import AdoptResult, finish_adoption
-from edgecnn.conversion.graph import inspect_graph
+from edgecnn.conversion.graph import inspect_graph, replace_field
 from edgecnn.conversion.labels import read_labels
 from edgecnn.conversion.preprocess import AdoptOptions
 from edgecnn.core.errors import ConfigError, ExportError, ModelFileError
@@ -115,8 +115,33 @@ def _convert(model: Any, opset: int, source: Path) -> Any:
             f"tf2onnx could not convert {source.name} at opset {opset}: {str(exc).splitlines()[0][:200]}"
         ) from None
     name_batch_dimension(proto)
+    fold_captured_tensors(proto, forward.get_concrete_function())
     if [o.name for o in proto.graph.output] != ["scores"]:
         raise ConfigError(
             f"{source.name}: the converted graph has outputs {[o.name for o in proto.graph.output]}"
         )
     return proto
+
+
+def fold_captured_tensors(proto: Any, concrete: Any) -> int:
+    """Turn graph inputs that are tensors the function captured into constants; returns how many.
+
+    tf2onnx freezes variables, but constant tensors a layer holds outside variables (Keras' Normalization
+    layer keeps its mean and variance so, as in keras.applications EfficientNet) come out as extra graph
+    inputs; their values are known, so they become initializers.
+    """
+    from onnx import numpy_helper
+
+    values = {}
+    for external, internal in concrete.graph.captures:
+        if hasattr(external, "numpy"):
+            try:
+                values[internal.name] = np.asarray(external.numpy())
+            except Exception:  # a resource handle (a variable), not a value: tf2onnx froze it already
+                continue
+    kept = [value for value in proto.graph.input if value.name not in values]
+    folded = [value.name for value in proto.graph.input if value.name in values]
+    for name in folded:
+        proto.graph.initializer.append(numpy_helper.from_array(values[name], name))
+    replace_field(proto.graph.input, kept)
+    return len(folded)
