@@ -295,3 +295,10 @@ def test_mobilenetv3small_trains_fine_tunes_and_exports(tmp_path, log_lines):
 def test_from_scratch_trains_and_exports(arch, tmp_path):
     run = train_tiny(tmp_path, arch, "none")
     check_exported(run, arch, export_run(run, None))
+
+
+def test_the_cli_offers_every_architecture_the_library_builds():
+    from edgecnn.cli.training import Arch
+    from edgecnn.training.backbones import ARCHITECTURES
+
+    assert {a.value for a in Arch} == set(ARCHITECTURES)

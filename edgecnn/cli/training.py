@@ -41,6 +41,9 @@ class Tta(str, Enum):
 
 class Arch(str, Enum):
     cnn = "cnn"
+    mobilenetv3small = "mobilenetv3small"
+    mobilenetv3large = "mobilenetv3large"
+    efficientnetb0 = "efficientnetb0"
     vgg16 = "vgg16"
 
 
@@ -52,17 +55,24 @@ def train(
         typer.Argument(help="Folder of class folders, or a folder with train/ and val/ of class folders."),
     ],
     arch: Annotated[
-        Arch, typer.Option(help="Model: a CNN from scratch, or VGG16 transfer learning.")
+        Arch,
+        typer.Option(
+            help="Model: a CNN from scratch, or transfer learning from an ImageNet backbone (mobilenetv3small, mobilenetv3large, efficientnetb0, vgg16)."
+        ),
     ] = Arch.cnn,
     img_size: Annotated[
-        int | None, typer.Option(help="Square input side in pixels [default: 96 for cnn, 224 for vgg16].")
+        int | None,
+        typer.Option(help="Square input side in pixels [default: 96 for cnn, 224 for the backbones]."),
     ] = None,
     epochs: Annotated[
         int, typer.Option(help="Maximum training epochs (early stopping may end sooner).")
     ] = 40,
     batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 32,
     learning_rate: Annotated[
-        float | None, typer.Option(help="Peak learning rate [default: 1e-3 for cnn, 5e-4 for vgg16].")
+        float | None,
+        typer.Option(
+            help="Peak learning rate [default: 1e-3 for cnn, mobilenetv3* and efficientnetb0, 5e-4 for vgg16; fine-tuning uses a tenth]."
+        ),
     ] = None,
     val_dir: Annotated[
         Path | None, typer.Option(help="Separate folder of class folders for validation.")
@@ -80,10 +90,16 @@ def train(
         bool, typer.Option("--grayscale", help="Train on grey images (one channel).")
     ] = False,
     weights: Annotated[
-        str, typer.Option(help="vgg16 base weights: imagenet, none, or PATH to a weights file.")
+        str,
+        typer.Option(
+            help="Backbone weights: imagenet (downloaded once into Keras' cache), none (train from scratch), or PATH to an include_top=False weights file."
+        ),
     ] = "imagenet",
     fine_tune_epochs: Annotated[
-        int, typer.Option(help="vgg16: epochs of fine-tuning block5 after the frozen-base phase.")
+        int,
+        typer.Option(
+            help="Backbones: epochs of fine-tuning the base's last stage (BatchNormalization frozen) after the frozen-base phase."
+        ),
     ] = 0,
     seed: Annotated[
         int, typer.Option(help="Random seed for the split, initialisation, shuffling and augmentation.")
@@ -106,7 +122,7 @@ def train(
     ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch progress.")] = False,
 ) -> None:
-    """Train a CNN or VGG16 transfer model on a folder of labelled photos."""
+    """Train a CNN or a transfer model (MobileNetV3, EfficientNet-B0, VGG16) on a folder of labelled photos."""
     from edgecnn.core.metrics import format_metrics
     from edgecnn.training.train import TrainConfig
     from edgecnn.training.train import train as run_training
