@@ -77,21 +77,7 @@ def adopt(
     """
     from edgecnn.api import adopt as run_adopt
 
-    options = adopt_options(
-        labels,
-        preset=preset,
-        layout=layout,
-        color_order=color_order,
-        scale=scale,
-        mean=mean,
-        std=std,
-        output_kind=output_kind,
-        size=size,
-        fit=fit,
-        crop_fraction=crop_fraction,
-        pad_value=pad_value,
-        interpolation=interpolation,
-    )
+    options = adopt_options(labels, locals())
     result = run_adopt(model, options, output=output, output_name=output_name, check_dir=check, force=force)
     spec, adopted = result.contract.input, result.contract.source["adopted"]
     fit_text = spec.fit + (f" {spec.crop_fraction:g}" if spec.crop_fraction else "")

@@ -202,8 +202,26 @@ InterpolationOption = Annotated[
 ]
 
 
-def adopt_options(labels: Path | None, **given: Any) -> Any:
-    """The library's AdoptOptions from the shared options (None when no --labels and none of them is given).
+#: The options of a model edgecnn did not train, as `adopt` and `export` name their parameters.
+FOREIGN_OPTIONS = (
+    "preset",
+    "layout",
+    "color_order",
+    "scale",
+    "mean",
+    "std",
+    "output_kind",
+    "size",
+    "fit",
+    "crop_fraction",
+    "pad_value",
+    "interpolation",
+)
+
+
+def adopt_options(labels: Path | None, options: dict[str, Any]) -> Any:
+    """The library's AdoptOptions from a command's options (its ``locals()``): None when there is no --labels
+    and none of ``FOREIGN_OPTIONS`` is given.
 
     Raises:
         ConfigError: A preprocessing option without --labels, or a malformed --mean, --std or --size.
@@ -211,6 +229,7 @@ def adopt_options(labels: Path | None, **given: Any) -> Any:
     from edgecnn.conversion.preprocess import AdoptOptions
     from edgecnn.core.errors import ConfigError
 
+    given = {name: options[name] for name in FOREIGN_OPTIONS}
     values = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items() if v is not None}
     if labels is None:
         if values:

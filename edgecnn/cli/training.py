@@ -321,21 +321,7 @@ def export(
     """Convert a Keras model to ONNX (checked against Keras), optionally int8 and fp16."""
     from edgecnn.conversion.convert import export_all
 
-    foreign = adopt_options(
-        labels,
-        preset=preset,
-        layout=layout,
-        color_order=color_order,
-        scale=scale,
-        mean=mean,
-        std=std,
-        output_kind=output_kind,
-        size=size,
-        fit=fit,
-        crop_fraction=crop_fraction,
-        pad_value=pad_value,
-        interpolation=interpolation,
-    )
+    foreign = adopt_options(labels, locals())
     result = export_all(
         source,
         foreign=foreign,

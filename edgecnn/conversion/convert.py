@@ -33,7 +33,7 @@ from edgecnn.core.contract import INPUT_NAME, OUTPUT_NAME, InputSpec, ModelContr
 from edgecnn.core.dataset import Sample
 from edgecnn.core.decode import iter_batches
 from edgecnn.core.errors import ConfigError, ExportError, ModelFileError, OutputError
-from edgecnn.core.onnxfile import file_sha256, name_batch_dimension, save_onnx, set_contract
+from edgecnn.core.onnxfile import file_sha256, save_onnx, set_contract
 from edgecnn.core.version import __version__
 from edgecnn.training.keras_io import load_keras_contract, load_keras_model
 
@@ -109,30 +109,11 @@ def resolve_source(source: str | Path) -> tuple[Path, Path]:
 
 def convert_to_onnx(keras_model: Any, contract: ModelContract, opset: int) -> Any:
     """Convert an inference-only Keras model to an ONNX ModelProto with the stable tensor names."""
-    import tensorflow as tf
-    import tf2onnx
+    from edgecnn.conversion.keras2onnx import keras_to_onnx
 
-    spec = [tf.TensorSpec([None, *contract.input.shape], tf.float32, name=INPUT_NAME)]
-
-    @tf.function(input_signature=spec)
-    def forward(image: Any) -> dict[str, Any]:
-        return {OUTPUT_NAME: keras_model(image, training=False)}
-
-    from edgecnn.conversion.foreign import quiet_tf2onnx
-
-    try:
-        with quiet_tf2onnx():
-            model_proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
-    except Exception as exc:  # tf2onnx raises many kinds for unsupported graphs
-        raise ExportError(
-            f"tf2onnx could not convert the model at opset {opset}: {str(exc).splitlines()[0][:200]}"
-        ) from None
-    name_batch_dimension(model_proto)
-    names_in = [i.name for i in model_proto.graph.input]
-    names_out = [o.name for o in model_proto.graph.output]
-    if names_in != [INPUT_NAME] or names_out != [OUTPUT_NAME]:
-        raise ExportError(f"unexpected tensor names after conversion: inputs {names_in}, outputs {names_out}")
-    return model_proto
+    return keras_to_onnx(
+        keras_model, [None, *contract.input.shape], INPUT_NAME, OUTPUT_NAME, opset, "the model"
+    )
 
 
 def check_parity(
