@@ -302,3 +302,18 @@ def test_the_cli_offers_every_architecture_the_library_builds():
     from edgecnn.training.backbones import ARCHITECTURES
 
     assert {a.value for a in Arch} == set(ARCHITECTURES)
+
+
+def test_from_scratch_batchnormalization_follows_its_statistics_in_tens_of_steps():
+    """Keras' ImageNet momentum (0.999 in MobileNetV3) would keep the moving statistics near their initial
+    values for epochs on a small dataset: validation would sit at chance."""
+    from edgecnn.core.contract import InputSpec
+    from edgecnn.training.backbones import BN_MOMENTUM_FROM_SCRATCH, build_backbone
+    from edgecnn.training.models import import_keras
+
+    keras, _ = import_keras()
+    built = build_backbone("mobilenetv3small", InputSpec.square(32), 2, weights="none")
+    momenta = {
+        layer.momentum for layer in built.base.layers if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    assert momenta == {BN_MOMENTUM_FROM_SCRATCH}

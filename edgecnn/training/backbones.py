@@ -124,6 +124,10 @@ def get_backbone(arch: str) -> Backbone:
     return BACKBONES[arch]
 
 
+#: BatchNormalization momentum of a backbone trained from scratch (``--weights none``).
+BN_MOMENTUM_FROM_SCRATCH = 0.9
+
+
 def build_backbone(
     arch: str,
     spec: InputSpec,
@@ -158,6 +162,14 @@ def build_backbone(
     base = load_base(arch, spec, weights)
     pretrained = weights != "none"
     base.trainable = not pretrained
+    if not pretrained:
+        # Keras builds MobileNetV3 and EfficientNet with BatchNormalization momentum 0.99-0.999, tuned for
+        # ImageNet's hundreds of thousands of steps: on a small dataset from scratch the moving statistics then
+        # stay near their initial values for epochs and validation sits at chance. 0.9 follows them in tens of
+        # steps.
+        for layer in base.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = min(layer.momentum, BN_MOMENTUM_FROM_SCRATCH)
     inputs = keras.Input(shape=spec.shape, name="image")
     x = inputs
     front = _front_layer(backbone, spec.channels)
