@@ -100,3 +100,18 @@ def test_pil_bilinear_is_torchvisions_resize_on_the_whole_file(tmp_path):
     with Image.open(path) as whole:
         expected = whole.convert("RGB").resize((341, 256), Image.Resampling.BILINEAR)
     np.testing.assert_array_equal(load_image(path, spec), np.asarray(expected)[16:240, 58:282])
+
+
+def test_crop_of_an_extreme_strip_stays_small_and_keeps_its_centre():
+    strip = np.zeros((1, 60_000, 3), np.uint8)
+    strip[:, 29_990:30_010] = 255  # a white mark in the middle
+    spec = InputSpec(height=32, width=32, fit="crop")
+    out = resize(strip, spec)
+    assert (
+        out.shape == (32, 32, 3) and out.max() > 0
+    )  # the centre survives; nothing scaled to millions of pixels
+    tall = resize(
+        np.zeros((60_000, 1, 1), np.uint8),
+        InputSpec(height=16, width=16, channels=1, color_order="GRAY", fit="crop"),
+    )
+    assert tall.shape == (16, 16, 1)

@@ -354,6 +354,14 @@ def _resized(image: np.ndarray, height: int, width: int, method: str) -> np.ndar
 
 
 def _scale_and_crop(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    aspect = spec.width / spec.height
+    h, w = image.shape[:2]
+    # A 1x60000 strip would be scaled to millions of pixels only to keep its centre: beyond 4 times the
+    # model's aspect ratio, the centre is cut out first (photos are far from this, so they are untouched).
+    if w / h > 4 * aspect:
+        image = center_crop(image, 4 * aspect)
+    elif h / w > 4 / aspect:
+        image = center_crop(image, aspect / 4)
     h, w = image.shape[:2]
     fraction = spec.crop_fraction or 1.0
     if spec.height / h >= spec.width / w:  # the height decides the scale
