@@ -64,10 +64,14 @@ def colour_model_nchw(
     return path
 
 
-def graph_model(path: Path, inputs: list, outputs: list, nodes: list, initializers=()) -> Path:
-    """Any small graph (for the shapes adoption must refuse)."""
+def graph_model(
+    path: Path, inputs: list, outputs: list, nodes: list, initializers=(), opset: int = 18
+) -> Path:
+    """Any small graph (for the shapes adoption must refuse, and the names and opsets it must handle)."""
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8), str(path))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8), str(path)
+    )
     return path
 
 

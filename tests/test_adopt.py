@@ -17,6 +17,8 @@ from foreignmodels import (
     softmax,
 )
 from onnx import TensorProto, helper, numpy_helper
+from onnx import load as onnx_load
+from onnx import save as onnx_save
 from typer.testing import CliRunner
 
 import edgecnn
@@ -25,7 +27,7 @@ from edgecnn.conversion.labels import read_labels
 from edgecnn.conversion.preprocess import PRESETS, AdoptOptions, Preprocessing
 from edgecnn.core.errors import ConfigError, ModelFileError
 from edgecnn.core.imaging import load_image
-from edgecnn.core.onnxfile import load_onnx, op_counts, read_contract
+from edgecnn.core.onnxfile import load_onnx, op_counts, opset_of, read_contract
 
 runner = CliRunner()
 LABELS = "red\ngreen\nblue\n"
@@ -405,3 +407,98 @@ def test_the_model_given_where_images_go_or_a_keras_file_given_to_adopt_is_point
     keras_file.write_bytes(b"PK")
     adopt = adopt_cli(keras_file, "--preset", "raw")
     assert adopt.exit_code == 2 and "is a Keras model: convert it with `edgecnn export" in adopt.output
+
+
+def _pool_gemm(path, input_name="x", output_name="y", hidden="h", batch=1, opset=18, width=8, extra=()):
+    """x (N, 3, 8, W) -> global average pool -> flatten -> Gemm -> logits (N, 3), names chosen by the test."""
+    rng = np.random.default_rng(1)
+    return graph_model(
+        path,
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch, 3, 8, width])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch, 3])],
+        [
+            helper.make_node("GlobalAveragePool", [input_name], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], [hidden], axis=1),
+            helper.make_node("Gemm", [hidden, "w", "b"], [output_name], transB=1),
+            *extra,
+        ],
+        [
+            numpy_helper.from_array((4 * np.eye(3) + rng.normal(0, 0.3, (3, 3))).astype(np.float32), "w"),
+            numpy_helper.from_array(np.zeros(3, np.float32), "b"),
+        ],
+        opset=opset,
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "what"),
+    [
+        ({"input_name": "probabilities"}, "an input called probabilities"),
+        ({"output_name": "image"}, "an output called image"),
+        ({"hidden": "image"}, "an inner tensor called image"),
+    ],
+)
+def test_tensors_named_like_edgecnns_own_are_renamed(tmp_path, names, what):
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    model = _pool_gemm(tmp_path / "m.onnx", **names)
+    result = adopt_cli(model, "--scale", "0-1", "--json")
+    assert result.exit_code == 0, (what, result.output)
+    graph = load_onnx(tmp_path / "m.edgecnn.onnx").graph
+    assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["probabilities"]
+
+
+def test_a_weight_reshaped_to_batch_one_is_left_alone(tmp_path):
+    """Only Reshapes of per-image tensors carry the batch; Reshape(bias, [1, -1]) broadcasts over any batch."""
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    extra = [
+        helper.make_node("Reshape", ["bias", "to_row"], ["bias_row"]),
+        helper.make_node("Add", ["y0", "bias_row"], ["y"]),
+    ]
+    model = _pool_gemm(tmp_path / "m.onnx", output_name="y0", extra=extra)
+    proto = onnx_load(model)
+    proto.graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([0.1, 0.2, 0.3], np.float32), "bias"),
+            numpy_helper.from_array(np.array([1, -1], np.int64), "to_row"),
+        ]
+    )
+    proto.graph.output[0].name = "y"
+    onnx_save(proto, model)
+    result = adopt_cli(model, "--scale", "0-1", "--json")
+    assert result.exit_code == 0, result.output
+    assert not any("Reshape" in note for note in json.loads(result.stdout)["notes"])
+
+
+def test_an_old_opset_is_raised_to_13_so_per_channel_int8_works(tmp_path, photos):
+    (tmp_path / "labels.txt").write_text(LABELS)
+    model = _pool_gemm(tmp_path / "old.onnx", opset=12)
+    assert adopt_cli(model, "--preset", "torchvision").exit_code == 0
+    adopted = tmp_path / "old.edgecnn.onnx"
+    assert opset_of(load_onnx(adopted)) == 13
+    int8 = runner.invoke(
+        app, ["export", str(adopted), "--int8", "--calib", str(photos), "--eval", str(photos)]
+    )
+    assert int8.exit_code == 0, int8.output
+
+
+def test_size_may_fill_in_only_the_open_side(tmp_path):
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    model = _pool_gemm(tmp_path / "m.onnx", width="W")
+    assert adopt_cli(model, "--scale", "0-1", "--size", "8x12").exit_code == 0
+    spec = read_contract(load_onnx(tmp_path / "m.edgecnn.onnx")).input
+    assert (spec.height, spec.width) == (8, 12)
+    clash = adopt_cli(model, "--scale", "0-1", "--size", "9x12", "--force")
+    assert clash.exit_code == 2 and "disagrees with the graph's input size 8xNone" in clash.output
+
+
+def test_resize_options_without_their_fit_and_nan_are_refused(torch_model):
+    lone = adopt_cli(torch_model, "--scale", "0-1", "--crop-fraction", "0.5")
+    assert lone.exit_code == 2 and "--crop-fraction goes with --fit crop" in lone.output
+    pad = adopt_cli(torch_model, "--scale", "0-1", "--pad-value", "3")
+    assert pad.exit_code == 2 and "--pad-value goes with --fit letterbox" in pad.output
+    nan = adopt_cli(torch_model, "--scale", "0-1", "--fit", "crop", "--crop-fraction", "nan")
+    assert (
+        nan.exit_code == 2
+        and "crop_fraction must be a number" in nan.output
+        and "Traceback" not in nan.output
+    )

@@ -144,6 +144,7 @@ def adopt_onnx(
     if any(p.key == "edgecnn" for p in proto.metadata_props):
         raise ConfigError(f"{source} already carries an edgecnn contract; it needs no adoption")
     original = proto.SerializeToString()
+    proto = _at_least_opset_13(proto)
     foreign = inspect_graph(proto, str(source), preprocessing.layout, output_name)
     run_original = _onnx_runner(original, foreign)
     return finish_adoption(
@@ -185,6 +186,8 @@ def finish_adoption(
     """
     say = logger.info
     pre = preprocessing.with_layout(foreign.layout)
+    if foreign.channels == 1 and any(v is not None and len(v) == 3 for v in (pre.mean, pre.std)):
+        raise ConfigError("the model takes 1 channel (grey): give --mean and --std one value each")
     spec = _input_spec(foreign, resize)
     if len(labels) != foreign.classes and foreign.classes is not None:
         raise ConfigError(
@@ -240,6 +243,23 @@ def finish_adoption(
     return AdoptResult(out_path, contract, check, size, time.perf_counter() - started, notes)
 
 
+def _at_least_opset_13(proto: Any) -> Any:
+    """The graph converted to opset 13 when it is older: per-channel int8 (the default of ``export --int8``)
+    needs DequantizeLinear's axis, which opset 13 brought. The check before writing proves the converted graph
+    still gives the original's answers; a graph the converter cannot take stays as it is."""
+    from onnx import version_converter
+
+    from edgecnn.core.onnxfile import opset_of
+
+    if opset_of(proto) >= 13:
+        return proto
+    try:
+        return version_converter.convert_version(proto, 13)
+    except Exception:  # the converter has no adapter for some old ops; int8 then needs --per-tensor
+        logger.info("the model stays at its opset %d (int8 of it will need --per-tensor)", opset_of(proto))
+        return proto
+
+
 def _check_output(source: Path, out_path: Path, force: bool) -> None:
     if not source.is_file():
         raise ModelFileError(
@@ -257,7 +277,7 @@ def _input_spec(foreign: Foreign, resize: ResizeOptions) -> InputSpec:
     height, width = foreign.height, foreign.width
     if resize.size is not None:
         wanted = resize.size
-        if (height, width) != (None, None) and (height, width) != wanted:
+        if any(side is not None and side != want for side, want in zip((height, width), wanted)):
             raise ConfigError(
                 f"--size {wanted[0]}x{wanted[1]} disagrees with the graph's input size {height}x{width}"
             )

@@ -130,16 +130,18 @@ def rewire(
     graph = proto.graph
     used = _names(graph)
     internal_in, internal_out = foreign.input, foreign.output
-    if INPUT_NAME in used:
-        internal_in = _fresh(INPUT_NAME, used)
-        _rename(graph, INPUT_NAME, internal_in)
-        internal_out = internal_in if internal_out == INPUT_NAME else internal_out
+    if INPUT_NAME in used:  # the input, the output or any tensor inside may be called "image"
+        fresh = _fresh(INPUT_NAME, used)
+        _rename(graph, INPUT_NAME, fresh)
+        internal_in = fresh if internal_in == INPUT_NAME else internal_in
+        internal_out = fresh if internal_out == INPUT_NAME else internal_out
     keep_name = (
         internal_out == OUTPUT_NAME and not append_softmax and foreign.output_elem_type == TensorProto.FLOAT
     )
     if OUTPUT_NAME in used and not keep_name:
         fresh = _fresh(OUTPUT_NAME, used)
         _rename(graph, OUTPUT_NAME, fresh)
+        internal_in = fresh if internal_in == OUTPUT_NAME else internal_in
         internal_out = fresh if internal_out == OUTPUT_NAME else internal_out
     pixels = helper.make_tensor_value_info(
         INPUT_NAME, TensorProto.FLOAT, ["batch", height, width, foreign.channels]
@@ -182,9 +184,15 @@ def free_reshape_batch(graph: Any, batch: int) -> int:
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             constants[node.output[0]] = node.attribute[0].t
+    per_image = {INPUT_NAME}  # tensors computed from the images: only their Reshapes carry the batch
+    for node in graph.node:
+        if any(name in per_image for name in node.input):
+            per_image.update(node.output)
     changed = 0
     for node in graph.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in constants:
+            continue
+        if node.input[0] not in per_image:  # a weight reshaped to [1, -1] broadcasts over any batch
             continue
         shape = numpy_helper.to_array(constants[node.input[1]])
         if shape.ndim != 1 or len(shape) < 2 or shape[0] != batch:
@@ -298,6 +306,8 @@ def _prune(graph: Any) -> None:
     initializers = [init for init in graph.initializer if init.name in needed]
     if len(initializers) != len(graph.initializer):
         replace_field(graph.initializer, initializers)
+        # IR version 3 lists initializers as graph inputs too: a dropped one would become a required feed.
+        replace_field(graph.input, [v for v in graph.input if v.name == INPUT_NAME or v.name in needed])
 
 
 def replace_field(field: Any, items: list[Any]) -> None:

@@ -242,7 +242,11 @@ def preprocessing_from(preset: str | None, **options: Any) -> tuple[Preprocessin
             + "|".join(PRESETS)
             + ", or --scale 0-1|0-255|-1-1 (with --mean/--std and --color-order as its source documents)"
         )
-    merged = {**PRESETS.get(preset or "", {}), **{k: v for k, v in options.items() if v is not None}}
+    given = {k: v for k, v in options.items() if v is not None}
+    merged = {**PRESETS.get(preset or "", {}), **given}
+    for option, fit in (("crop_fraction", "crop"), ("pad_value", "letterbox")):
+        if option in given and merged.get("fit", "stretch") != fit:
+            raise ConfigError(f"--{option.replace('_', '-')} goes with --fit {fit}")
     resize: dict[str, Any] = {
         k: merged.pop(k) for k in ("fit", "crop_fraction", "pad_value", "interpolation") if k in merged
     }

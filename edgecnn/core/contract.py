@@ -78,6 +78,10 @@ class InputSpec:
             object.__setattr__(self, "crop_fraction", DEFAULT_CROP_FRACTION)
         if self.fit == "letterbox" and self.pad_value is None:
             object.__setattr__(self, "pad_value", 0)
+        if self.crop_fraction is not None and not math.isfinite(self.crop_fraction):
+            raise ContractError(
+                f"contract field input.crop_fraction must be a number, got {self.crop_fraction}"
+            )
         for name, fit in (("crop_fraction", "crop"), ("pad_value", "letterbox")):
             if getattr(self, name) is not None and self.fit != fit:
                 raise ContractError(
