@@ -262,8 +262,12 @@ def kill_a_unit_and_ruin_the_last_layer(source: Path, target: Path) -> None:
     onnx.save(model, str(target))
 
 
-def test_default_cnn_with_a_zero_budget_keeps_its_last_layer_in_fp32(exported, synth_dir, tmp_path):
-    """The session's trained CNN (tf2onnx graph: Conv, Gemm), judged on its own fp32 answers."""
+def test_default_cnn_with_a_tight_budget_keeps_its_last_layer_in_fp32(exported, synth_dir, tmp_path):
+    """The session's trained CNN (tf2onnx graph: Conv, Gemm), judged on its own fp32 answers.
+
+    The budget is 20 pp: the tiny model sits near chance, so int8 rounding anywhere flips near-ties (on some
+    training runs 2 of 24 images even with 8 of 9 layers kept fp32); the ruined layer alone costs 65-90 pp.
+    """
     from edgecnn.conversion.quantize import decode_batches, predict_all
     from edgecnn.core.dataset import list_class_folder
 
@@ -275,11 +279,12 @@ def test_default_cnn_with_a_zero_budget_keeps_its_last_layer_in_fp32(exported, s
     assert (answers != 0).any(), "the all-int8 model answers class 0 everywhere: it must disagree somewhere"
     labelled = [(path, int(answer)) for (path, _), answer in zip(samples, answers, strict=True)]
     output = tmp_path / "cnn.int8.onnx"
-    result = quantize_model(model, output, labelled, "val", eval_samples=labelled, max_accuracy_drop=0)
+    result = quantize_model(model, output, labelled, "val", eval_samples=labelled, max_accuracy_drop=20)
 
     assert result.fp32_accuracy == 1.0 and result.chosen.accuracy < 1.0
     fallback = result.fallback
-    assert fallback is not None and result.int8_accuracy == 1.0 and result.accuracy_gate == "passed"
+    assert fallback is not None and result.int8_accuracy >= 0.8 and result.accuracy_gate == "passed"
+    assert result.chosen.accuracy < 0.8  # the ruined layer alone costs far more than the budget
     assert len(fallback.layers) == 9  # seven Conv, two Gemm
     worst, runner_up = fallback.layers[:2]
     assert "probabilities" in worst.node and worst.op_type == "Gemm"
