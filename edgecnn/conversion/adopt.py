@@ -178,6 +178,7 @@ def finish_adoption(
     force: bool,
     limit: float,
     started: float,
+    check_option: str = "--check",
 ) -> AdoptResult:
     """Rewire an inspected foreign graph, check it against the original and write it (ONNX and Keras sources).
 
@@ -193,7 +194,7 @@ def finish_adoption(
         raise ConfigError(
             f"the labels name {len(labels)} classes; the model's output {foreign.output!r} has {foreign.classes}"
         )
-    images, image_source, skipped = _check_images(spec, check_dir)
+    images, image_source, skipped = _check_images(spec, check_dir, check_option)
     raw = np.stack(
         [run_original(pre.apply(images[i : i + 1], foreign.numpy_dtype))[0] for i in range(len(images))]
     )
@@ -300,14 +301,14 @@ def _input_spec(foreign: Foreign, resize: ResizeOptions) -> InputSpec:
 
 
 def _check_images(
-    spec: InputSpec, check_dir: str | os.PathLike[str] | None
+    spec: InputSpec, check_dir: str | os.PathLike[str] | None, option: str = "--check"
 ) -> tuple[np.ndarray, str, list[tuple[Path, str]]]:
     """Real images through the contract's resize, or generated ones (noise, gradients, flat colours)."""
     skipped: list[tuple[Path, str]] = []
     if check_dir is not None:
         folder = Path(check_dir)
         if not folder.is_dir():
-            raise ConfigError(f"--check {folder} is not a folder of images")
+            raise ConfigError(f"{option} {folder} is not a folder of images")
         arrays = []
         for path in iter_image_files([folder], recursive=True, skipped=skipped):
             try:
@@ -317,8 +318,8 @@ def _check_images(
             if len(arrays) == CHECK_IMAGES:
                 break
         if not arrays:
-            raise ConfigError(f"no readable images in --check {folder}")
-        return np.stack(arrays).astype(np.float32), f"--check {folder}", skipped
+            raise ConfigError(f"no readable images in {option} {folder}")
+        return np.stack(arrays).astype(np.float32), f"{option} {folder}", skipped
     rng = np.random.default_rng(0)
     h, w, c = spec.shape
     ys, xs = np.mgrid[0:h, 0:w]

@@ -347,7 +347,8 @@ def export_all(
         half_samples, half_source = fp16_samples(contract, report, calib_dir, eval_dir, accuracy_gate)
     derived = int8 or fp16
     if foreign is not None:
-        result = _export_foreign(model_path, foreign, fp32_path, opset, force, eval_dir or calib_dir)
+        check = ("--eval", eval_dir) if eval_dir is not None else ("--calib", calib_dir)
+        result = _export_foreign(model_path, foreign, fp32_path, opset, force, check)
     elif not onnx_source:
         exists = derived and not force and fp32_path.exists()
         reused = current_fp32(fp32_path, model_path, tta) if exists else None
@@ -409,11 +410,12 @@ def _check_onnx_source(source: Path, output: Any, int8: bool, fp16: bool, foreig
 
 
 def _export_foreign(
-    model_path: Path, foreign: AdoptOptions, output: Path, opset: int, force: bool, check_dir: Any
+    model_path: Path, foreign: AdoptOptions, output: Path, opset: int, force: bool, images: tuple[str, Any]
 ) -> ExportResult:
     from edgecnn.conversion.foreign import export_foreign_keras
 
-    adopted = export_foreign_keras(model_path, foreign, output, opset, force, check_dir, PARITY_ATOL)
+    option, folder = images
+    adopted = export_foreign_keras(model_path, foreign, output, opset, force, folder, PARITY_ATOL, option)
     check = adopted.check
     parity = ParityReport(check.images, check.max_abs_diff, check.top1_agreement, check.source, check.skipped)
     result = ExportResult(adopted.output, adopted.contract, parity, adopted.size_bytes, adopted.seconds)

@@ -33,6 +33,7 @@ def export_foreign_keras(
     force: bool,
     check_dir: str | Path | None,
     limit: float,
+    check_option: str = "--eval",
 ) -> AdoptResult:
     """Convert a foreign Keras classifier to an adopted edgecnn ONNX file, checked against Keras.
 
@@ -77,6 +78,7 @@ def export_foreign_keras(
         force=force,
         limit=limit,
         started=t0,
+        check_option=check_option,
     )
 
 
