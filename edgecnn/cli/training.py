@@ -112,8 +112,20 @@ def train(
         int, typer.Option(help="cnn: filters of the first block (later blocks double it).")
     ] = 32,
     max_minutes: Annotated[
-        float | None, typer.Option(help="Stop after the last epoch that fits in this many minutes.")
+        float | None,
+        typer.Option(
+            help="Training time budget: stop after the last epoch that fits, and decay the learning rate over the time rather than the epochs."
+        ),
     ] = None,
+    label_smoothing: Annotated[
+        float, typer.Option(help="Label smoothing of the cross-entropy (0: off).")
+    ] = 0.0,
+    mixup: Annotated[
+        float,
+        typer.Option(
+            help="Mixup: blend pairs of training images and their labels, Beta(a, a) weights (0: off)."
+        ),
+    ] = 0.0,
     devices: Annotated[
         str,
         typer.Option(

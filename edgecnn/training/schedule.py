@@ -1,22 +1,93 @@
-"""The learning-rate schedule (warm-up, then cosine decay) and the time budget of ``--max-minutes``."""
+"""The learning-rate schedule (warm-up, then cosine decay) and the time budget of ``--max-minutes``.
+
+Without a time budget the cosine spans the epochs (Keras' ``CosineDecay`` on the step count). With one, a
+run rarely gets through all its epochs, and a cosine over the epochs would stop with the learning rate still
+high. ``BudgetCosine`` then sets the rate before every step from whichever runs out first, the steps or the
+time, so the rate reaches its floor as the last epoch that fits the budget runs.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
+#: The cosine ends at this fraction of the peak learning rate.
+FLOOR = 0.02
+
 
 def schedule(keras: Any, lr: float, total_steps: int, warmup_steps: int) -> Any:
-    """Cosine decay to 2% of ``lr`` over ``total_steps``, after a linear warm-up from ``lr``/10 (at most a
+    """Cosine decay to ``FLOOR`` x ``lr`` over ``total_steps``, after a linear warm-up from ``lr``/10 (at most a
     fifth of the steps)."""
     warmup_steps = min(warmup_steps, total_steps // 5)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=lr / 10 if warmup_steps else lr,
         decay_steps=max(1, total_steps - warmup_steps),
-        alpha=0.02,
+        alpha=FLOOR,
         warmup_target=lr if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
+
+
+class BudgetCosine:
+    """Warm-up, then a cosine whose progress is the larger of the steps done and the time used.
+
+    Args:
+        lr: Peak learning rate.
+        total_steps: Steps of all the phase's epochs (the ceiling when time is left over).
+        warmup_steps: Linear warm-up from ``lr``/10 (at most a fifth of ``total_steps``).
+        seconds: The phase's time budget.
+    """
+
+    def __init__(self, lr: float, total_steps: int, warmup_steps: int, seconds: float) -> None:
+        self.lr = lr
+        self.total_steps = max(1, total_steps)
+        self.warmup_steps = min(warmup_steps, self.total_steps // 5)
+        self.seconds = seconds
+
+    def rate(self, step: int, elapsed: float, epoch_seconds: float = 0.0) -> float:
+        """The learning rate of ``step``, ``elapsed`` seconds into the phase.
+
+        ``epoch_seconds`` (the last epoch's duration) moves the end of the cosine one epoch earlier: the
+        epoch timer stops training when another epoch would not fit, so the last epoch starts about then.
+        """
+        if step < self.warmup_steps:
+            return self.lr / 10 + (self.lr - self.lr / 10) * step / self.warmup_steps
+        by_steps = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        by_time = elapsed / max(self.seconds - epoch_seconds, 1e-9)
+        progress = min(1.0, max(by_steps, by_time))
+        return self.lr * (FLOOR + (1 - FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def callback(self, keras: Any) -> Any:
+        """A Keras callback that sets the optimizer's learning rate before every training step."""
+        plan = self
+
+        class SetRate(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.step = 0
+                self.started = time.perf_counter()
+                self.epoch_seconds = 0.0
+                self._epoch_start = self.started
+
+            def on_train_begin(self, logs: Any = None) -> None:
+                self.started = time.perf_counter()
+
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                self._epoch_start = time.perf_counter()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                self.epoch_seconds = time.perf_counter() - self._epoch_start
+                if logs is not None:
+                    logs["learning_rate"] = self.last
+
+            def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+                elapsed = time.perf_counter() - self.started
+                self.last = plan.rate(self.step, elapsed, self.epoch_seconds)
+                self.model.optimizer.learning_rate = self.last
+                self.step += 1
+
+        return SetRate()
 
 
 class EpochTimer:
@@ -48,6 +119,12 @@ class EpochTimer:
                 ):
                     self.out_of_time = True
                     self.model.stop_training = True
+
+            def remaining(self) -> float | None:
+                """Seconds left of the budget (None without one)."""
+                if self.budget is None:
+                    return None
+                return max(0.0, self.budget - (time.perf_counter() - self.started))
 
             def images_per_second(self, n_train: int) -> float:
                 steady = self.train_seconds[1:] or self.train_seconds  # the first epoch includes tracing

@@ -30,7 +30,7 @@ from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, build_backbone,
 from edgecnn.training.devices import parse_devices, select_devices
 from edgecnn.training.models import MIN_SIDE, BuiltModel, build_cnn, import_keras
 from edgecnn.training.pipeline import make_dataset
-from edgecnn.training.schedule import EpochTimer, schedule
+from edgecnn.training.schedule import BudgetCosine, EpochTimer, schedule
 
 WEIGHT_DECAY = 1e-4
 #: Above this many bytes of decoded images, the tf.data cache goes to a file in the run directory.
@@ -60,6 +60,8 @@ class TrainConfig:
     patience: int = 10
     base_filters: int = 32
     max_minutes: float | None = None
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
     devices: str | int = "auto"  # auto, all or N: see training.devices
     verbose: int = 1
 
@@ -91,6 +93,10 @@ class TrainConfig:
             raise ConfigError("give either --val-dir or --val-split, not both")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.mixup <= 10:
+            raise ConfigError(f"--mixup must be between 0 (off) and 10, got {self.mixup}")
         self.devices = parse_devices(self.devices)
         if self.patience < 1:
             raise ConfigError(f"--patience must be at least 1, got {self.patience}")
@@ -172,6 +178,8 @@ def train(config: TrainConfig) -> TrainResult:
         seed=config.seed,
         augment=augment,
         cache_file=cache_file + "-train" if cache_file else None,
+        num_classes=len(splits.classes),
+        mixup=config.mixup,
     )
     val_ds, val_bad, n_val = make_dataset(
         splits.val,
@@ -180,6 +188,7 @@ def train(config: TrainConfig) -> TrainResult:
         shuffle=False,
         seed=config.seed,
         cache_file=cache_file + "-val" if cache_file else None,
+        num_classes=len(splits.classes),
     )
     decode_seconds = time.perf_counter() - t0
     skipped = sorted(splits.skipped + train_bad + val_bad)
@@ -206,7 +215,17 @@ def train(config: TrainConfig) -> TrainResult:
     phases = [("train", config.epochs, config.learning_rate * lr_scale, True)]
     if config.fine_tune_epochs:
         phases.append(("fine-tune", config.fine_tune_epochs, config.learning_rate * lr_scale / 10, False))
+    planned_epochs = sum(epochs for _, epochs, _, _ in phases)
     for name, epochs, lr, warmup in phases:
+        callbacks = [checkpoint, timer]
+        learning_rate: Any = schedule(keras, lr, epochs * steps, steps if warmup else 0)
+        left = timer.remaining()
+        if left is not None:  # the cosine spans this phase's share of the time left, not its epochs
+            share = left * epochs / planned_epochs
+            planned_epochs -= epochs
+            budget = BudgetCosine(lr, epochs * steps, steps if warmup else 0, share)
+            learning_rate = lr
+            callbacks.append(budget.callback(keras))
         if name == "fine-tune":
             unfreeze_top(built)
             what = f"{config.arch} from {built.fine_tune_from} on, BatchNormalization frozen,"
@@ -215,12 +234,9 @@ def train(config: TrainConfig) -> TrainResult:
             say(f"fine-tuning {what} for {epochs} epoch(s) at learning rate {lr:g}")
         with devices.scope():
             model.compile(
-                optimizer=keras.optimizers.AdamW(
-                    learning_rate=schedule(keras, lr, epochs * steps, steps if warmup else 0),
-                    weight_decay=WEIGHT_DECAY,
-                ),
-                loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"],
+                optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=WEIGHT_DECAY),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             )
         start = len(history.get("loss", []))
         phase_starts.append(start)
@@ -233,7 +249,7 @@ def train(config: TrainConfig) -> TrainResult:
                 validation_data=val_ds,
                 epochs=start + epochs,
                 initial_epoch=start,
-                callbacks=[checkpoint, early, timer],
+                callbacks=[*callbacks, early],
                 verbose=config.verbose,
             )
             for key, values in fit.history.items():
@@ -353,7 +369,8 @@ def _predict(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     labels, probs, images = [], [], []
     for x, y in dataset:
         probs.append(np.asarray(model(x, training=False)))
-        labels.append(np.asarray(y))
+        y = np.asarray(y)
+        labels.append(y.argmax(axis=1) if y.ndim == 2 else y)  # one-hot labels
         images.append(np.asarray(x).astype(np.uint8))
     return np.concatenate(labels), np.concatenate(probs), np.concatenate(images)
 

@@ -1,0 +1,107 @@
+"""The training recipe: a cosine that fits the time budget, mixup, label smoothing."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import TINY_SIZE
+
+from edgecnn.core.errors import ConfigError
+from edgecnn.training.schedule import FLOOR, BudgetCosine
+from edgecnn.training.train import TrainConfig
+
+
+def test_budget_cosine_warms_up_then_decays_with_the_steps():
+    plan = BudgetCosine(lr=1e-3, total_steps=100, warmup_steps=10, seconds=1e9)
+    assert plan.rate(0, 0.0) == pytest.approx(1e-4)
+    assert plan.rate(5, 0.0) == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+    assert plan.rate(10, 0.0) == pytest.approx(1e-3)
+    assert plan.rate(55, 0.0) == pytest.approx(1e-3 * (FLOOR + (1 - FLOOR) * 0.5))
+    assert plan.rate(100, 0.0) == pytest.approx(1e-3 * FLOOR)
+    rates = [plan.rate(s, 0.0) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+
+def test_budget_cosine_follows_the_clock_when_time_runs_out_first():
+    plan = BudgetCosine(lr=1e-3, total_steps=10_000, warmup_steps=10, seconds=100.0)
+    # A tenth of the steps but half the time: the rate is the cosine's midpoint, not its start.
+    assert plan.rate(1000, 50.0) == pytest.approx(1e-3 * (FLOOR + (1 - FLOOR) * 0.5))
+    assert plan.rate(1000, 100.0) == pytest.approx(1e-3 * FLOOR)
+    assert plan.rate(1000, 250.0) == pytest.approx(1e-3 * FLOOR)  # never below the floor
+    # A 20 s epoch moves the end 20 s earlier: the last epoch that fits runs at the floor.
+    assert plan.rate(1000, 80.0, epoch_seconds=20.0) == pytest.approx(1e-3 * FLOOR)
+    assert plan.rate(1000, 40.0, epoch_seconds=20.0) == pytest.approx(
+        1e-3 * (FLOOR + (1 - FLOOR) * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    )
+
+
+def test_budget_cosine_caps_the_warm_up_at_a_fifth_of_the_steps():
+    plan = BudgetCosine(lr=1.0, total_steps=20, warmup_steps=10, seconds=1e9)
+    assert plan.warmup_steps == 4 and plan.rate(4, 0.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("label_smoothing", 1.0, "--label-smoothing"),
+        ("label_smoothing", -0.1, "--label-smoothing"),
+        ("mixup", -1.0, "--mixup"),
+        ("mixup", 11.0, "--mixup"),
+    ],
+)
+def test_recipe_options_are_checked(tmp_path, field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(data_dir=tmp_path, **{field: value})
+
+
+def test_mixup_blends_images_and_labels_with_the_same_weight():
+    import tensorflow as tf
+
+    from edgecnn.training.augment import mix_batch
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (16, 8, 8, 3)).astype(np.float32)
+    labels = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 16)]
+    mixed, soft = (np.asarray(t) for t in mix_batch(tf.constant(images), tf.constant(labels), 0.4, seed=3))
+    partner = np.arange(16)[::-1]
+    own = np.einsum("nk,nk->n", soft, labels)  # weight of each image's own label
+    other = np.einsum("nk,nk->n", soft, labels[partner])
+    same = (labels == labels[partner]).all(axis=1)
+    assert np.allclose(soft.sum(axis=1), 1.0, atol=1e-6)
+    lam = np.where(same, 1.0, own)
+    assert (lam >= 0.5 - 1e-6).all() and (lam[~same] < 1.0).any()  # mostly itself, some really mixed
+    for i in np.flatnonzero(~same):
+        expected = lam[i] * images[i] + (1 - lam[i]) * images[partner[i]]
+        np.testing.assert_allclose(mixed[i], expected, rtol=1e-5, atol=1e-3)
+        assert other[i] == pytest.approx(1 - lam[i], abs=1e-6)
+
+
+def test_time_budget_run_decays_the_rate_to_its_floor(tmp_path, synth_dir):
+    from edgecnn.training.train import train
+
+    result = train(
+        TrainConfig(
+            data_dir=synth_dir,
+            out_dir=tmp_path / "run",
+            img_size=TINY_SIZE,
+            epochs=500,
+            batch_size=16,
+            base_filters=4,
+            max_minutes=0.12,
+            patience=500,
+            label_smoothing=0.1,
+            mixup=0.2,
+            verbose=0,
+        )
+    )
+    report = result.report
+    history = json.loads((result.run_dir / "history.json").read_text())
+    rates = history["learning_rate"]
+    assert report["stopped_by_time_budget"] and 2 <= report["epochs_run"] < 500
+    assert len(rates) == report["epochs_run"]
+    assert rates[0] > rates[-1] and all(a >= b for a, b in zip(rates[1:], rates[2:]))
+    # The last epoch that fitted ended within about one epoch of the cosine's end.
+    assert rates[-1] <= 1e-3 * (FLOOR + (1 - FLOOR) * 0.5)
+    assert report["config"]["label_smoothing"] == 0.1 and report["config"]["mixup"] == 0.2
+    assert 0 <= report["val_accuracy"] <= 1 and len(history["val_accuracy"]) == report["epochs_run"]
