@@ -27,13 +27,15 @@ def test_budget_cosine_follows_the_clock_when_time_runs_out_first():
     plan = BudgetCosine(lr=1e-3, total_steps=10_000, warmup_steps=10, seconds=100.0)
     # A tenth of the steps but half the time: the rate is the cosine's midpoint, not its start.
     assert plan.rate(1000, 50.0) == pytest.approx(1e-3 * (FLOOR + (1 - FLOOR) * 0.5))
+    assert plan.rate(1000, 40.0) == pytest.approx(1e-3 * (FLOOR + (1 - FLOOR) * 0.5))  # never goes back
     assert plan.rate(1000, 100.0) == pytest.approx(1e-3 * FLOOR)
     assert plan.rate(1000, 250.0) == pytest.approx(1e-3 * FLOOR)  # never below the floor
     # A 20 s epoch moves the end 20 s earlier: the last epoch that fits runs at the floor.
-    assert plan.rate(1000, 80.0, epoch_seconds=20.0) == pytest.approx(1e-3 * FLOOR)
+    plan = BudgetCosine(lr=1e-3, total_steps=10_000, warmup_steps=10, seconds=100.0)
     assert plan.rate(1000, 40.0, epoch_seconds=20.0) == pytest.approx(
         1e-3 * (FLOOR + (1 - FLOOR) * 0.5 * (1 + math.cos(math.pi * 0.5)))
     )
+    assert plan.rate(1000, 80.0, epoch_seconds=20.0) == pytest.approx(1e-3 * FLOOR)
 
 
 def test_budget_cosine_caps_the_warm_up_at_a_fifth_of_the_steps():
@@ -48,6 +50,7 @@ def test_budget_cosine_caps_the_warm_up_at_a_fifth_of_the_steps():
         ("label_smoothing", -0.1, "--label-smoothing"),
         ("mixup", -1.0, "--mixup"),
         ("mixup", 11.0, "--mixup"),
+        ("downscale", 1.5, "--downscale"),
     ],
 )
 def test_recipe_options_are_checked(tmp_path, field, value, message):
@@ -92,6 +95,7 @@ def test_time_budget_run_decays_the_rate_to_its_floor(tmp_path, synth_dir):
             patience=500,
             label_smoothing=0.1,
             mixup=0.2,
+            downscale=0.5,
             verbose=0,
         )
     )
@@ -104,4 +108,34 @@ def test_time_budget_run_decays_the_rate_to_its_floor(tmp_path, synth_dir):
     # The last epoch that fitted ended within about one epoch of the cosine's end.
     assert rates[-1] <= 1e-3 * (FLOOR + (1 - FLOOR) * 0.5)
     assert report["config"]["label_smoothing"] == 0.1 and report["config"]["mixup"] == 0.2
+    assert report["config"]["downscale"] == 0.5
     assert 0 <= report["val_accuracy"] <= 1 and len(history["val_accuracy"]) == report["epochs_run"]
+
+
+def test_random_downscale_blurs_like_an_enlarged_small_photo():
+    import cv2
+
+    from edgecnn.training.augment import RandomDownscale
+
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
+    always = RandomDownscale(probability=1.0, smallest=0.5, seed=2)
+    out = np.asarray(always(images, training=True))
+    assert out.shape == images.shape
+    for image, got in zip(images, out):
+        # Some shrink factor in [0.5, 1) reproduces the image exactly with the inference resize (INTER_AREA).
+        candidates = [
+            cv2.resize(
+                cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA),
+                (32, 32),
+                interpolation=cv2.INTER_AREA,
+            )
+            for s in range(16, 33)
+        ]
+        assert min(np.abs(c - got).max() for c in candidates) < 1e-3
+        assert got.std() < image.std()  # detail was lost
+    never = RandomDownscale(probability=0.0)
+    np.testing.assert_array_equal(np.asarray(never(images, training=True)), images)
+    np.testing.assert_array_equal(np.asarray(always(images, training=False)), images)
+    with pytest.raises(ValueError, match="probability"):
+        RandomDownscale(probability=1.5)

@@ -120,6 +120,12 @@ def train(
     label_smoothing: Annotated[
         float, typer.Option(help="Label smoothing of the cross-entropy (0: off).")
     ] = 0.0,
+    downscale: Annotated[
+        float,
+        typer.Option(
+            help="Probability that a training image is shrunk to 40-100% of its side and enlarged back, as a low-resolution photo is at inference (0: off)."
+        ),
+    ] = 0.0,
     mixup: Annotated[
         float,
         typer.Option(

@@ -44,18 +44,20 @@ class BudgetCosine:
         self.total_steps = max(1, total_steps)
         self.warmup_steps = min(warmup_steps, self.total_steps // 5)
         self.seconds = seconds
+        self.progress = 0.0
 
     def rate(self, step: int, elapsed: float, epoch_seconds: float = 0.0) -> float:
         """The learning rate of ``step``, ``elapsed`` seconds into the phase.
 
         ``epoch_seconds`` (the last epoch's duration) moves the end of the cosine one epoch earlier: the
         epoch timer stops training when another epoch would not fit, so the last epoch starts about then.
+        Progress never goes back (a faster epoch moving the end later does not raise the rate again).
         """
         if step < self.warmup_steps:
             return self.lr / 10 + (self.lr - self.lr / 10) * step / self.warmup_steps
         by_steps = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         by_time = elapsed / max(self.seconds - epoch_seconds, 1e-9)
-        progress = min(1.0, max(by_steps, by_time))
+        self.progress = progress = min(1.0, max(by_steps, by_time, self.progress))
         return self.lr * (FLOOR + (1 - FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def callback(self, keras: Any) -> Any:

@@ -62,6 +62,7 @@ class TrainConfig:
     max_minutes: float | None = None
     label_smoothing: float = 0.0
     mixup: float = 0.0
+    downscale: float = 0.0
     devices: str | int = "auto"  # auto, all or N: see training.devices
     verbose: int = 1
 
@@ -97,6 +98,8 @@ class TrainConfig:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.mixup <= 10:
             raise ConfigError(f"--mixup must be between 0 (off) and 10, got {self.mixup}")
+        if not 0 <= self.downscale <= 1:
+            raise ConfigError(f"--downscale must be a probability between 0 and 1, got {self.downscale}")
         self.devices = parse_devices(self.devices)
         if self.patience < 1:
             raise ConfigError(f"--patience must be at least 1, got {self.patience}")
@@ -165,7 +168,7 @@ def train(config: TrainConfig) -> TrainResult:
         say(
             f"decoded images need {cache_bytes / 2**30:.1f} GiB: caching them on disk in {Path(cache_file).parent}"
         )
-    augment = build_augmenter(keras, config.seed) if config.augment else None
+    augment = build_augmenter(keras, config.seed, config.downscale) if config.augment else None
     t0 = time.perf_counter()
     say(
         f"decoding images at {config.img_size}x{config.img_size} ({'grey' if config.grayscale else 'RGB'})..."
@@ -343,20 +346,21 @@ def train(config: TrainConfig) -> TrainResult:
     )
 
 
-def build_augmenter(keras: Any, seed: int) -> Any:
-    """The training augmentation: one affine warp (flip, rotation, zoom, translation), then contrast and brightness."""
+def build_augmenter(keras: Any, seed: int, downscale: float = 0.0) -> Any:
+    """The training augmentation: one affine warp (flip, rotation, zoom, translation), then contrast and
+    brightness, then (with probability ``downscale``) the blur of a low-resolution photo."""
     from keras import layers
 
-    from edgecnn.training.augment import RandomAffine
+    from edgecnn.training.augment import RandomAffine, RandomDownscale
 
-    return keras.Sequential(
-        [
-            RandomAffine(flip=True, rotation=0.05, zoom=0.15, translation=0.1, seed=seed),
-            layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
-            layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 5),
-        ],
-        name="augment",
-    )
+    steps = [
+        RandomAffine(flip=True, rotation=0.05, zoom=0.15, translation=0.1, seed=seed),
+        layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
+        layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 5),
+    ]
+    if downscale:
+        steps.append(RandomDownscale(downscale, seed=seed + 6))
+    return keras.Sequential(steps, name="augment")
 
 
 def _build(config: TrainConfig, spec: InputSpec, num_classes: int) -> BuiltModel:
