@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,10 +24,11 @@ from typing import Any
 
 from common import REPO, RESULTS, write_result
 
-#: The recipe before the accuracy work: 96 px, 32 base filters, no smoothing, no mixup, no downscale.
+#: The recipe before the accuracy work: 96 px, 32 base filters, Keras' BN momentum, no smoothing/mixup/downscale.
 BASE = {
     "--img-size": "96",
     "--base-filters": "32",
+    "--bn-momentum": "0.99",
     "--label-smoothing": "0",
     "--mixup": "0",
     "--downscale": "0",
@@ -39,6 +41,7 @@ CHANGES: dict[str, dict[str, str]] = {
     "128 px": {"--img-size": "128"},
     "48 base filters": {"--base-filters": "48"},
     "downscale 0.25": {"--downscale": "0.25"},
+    "BN momentum 0.9": {"--bn-momentum": "0.9"},
 }
 VARIANTS = {name: [x for kv in {**BASE, **change}.items() for x in kv] for name, change in CHANGES.items()}
 
@@ -68,6 +71,7 @@ def run_one(
     return {
         "variant": variant,
         "seed": seed,
+        "run": out.relative_to(REPO).as_posix(),
         "max_minutes": budget,
         "epochs": epochs,
         "options": " ".join(options),
@@ -77,6 +81,53 @@ def run_one(
         "wall_seconds": round(wall, 1),
         "train_images_per_second": report["train_images_per_second"],
     }
+
+
+def view_accuracy(run: Path, views: dict[str, Path]) -> dict[str, float]:
+    """fp32 ONNX accuracy of a run's model on the validation photos as they are and degraded (robustness.py's
+    views: long side 128 px, long side 64 px, JPEG quality 40)."""
+    import tempfile
+
+    import edgecnn
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-ablation-") as work:
+        model = Path(work) / "model.onnx"
+        edgecnn.export(run, output=model)
+        return {view: edgecnn.evaluate(model, folder).metrics.accuracy for view, folder in views.items()}
+
+
+def add_views(rows: list[dict[str, Any]], data: Path, name: str) -> None:
+    """Measure the views of every row whose run folder is still here and has none yet."""
+    import tempfile
+
+    from robustness import write_views
+
+    todo = [r for r in rows if "views" not in r and (REPO / r["run"]).is_dir()]
+    if not todo:
+        return
+    work = Path(tempfile.mkdtemp(prefix="edgecnn-views-"))
+    try:
+        views = write_views(data / "val", work / "views")
+        for row in todo:
+            row["views"] = view_accuracy(REPO / row["run"], views)
+            print(row["variant"], row["seed"], row["views"])
+            write_result(name, {"dataset": data.resolve().name, "rows": rows})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def view_drops(rows: list[dict[str, Any]]) -> str:
+    """Mean accuracy drop (pp) from the originals to each degraded view, over the rows that measured them."""
+    measured = [r["views"] for r in rows if "views" in r]
+    if not measured:
+        return ""
+    drops = [
+        statistics.mean((v["original"] - v[view]) * 100 for v in measured)
+        for view in ("long side 128 px", "long side 64 px", "JPEG quality 40")
+    ]
+    return " / ".join(f"{d:+.1f}" for d in drops) + (
+        "" if len(measured) == len(rows) else f" ({len(measured)} seeds)"
+    )
 
 
 def render(name: str) -> str:
@@ -89,8 +140,8 @@ def render(name: str) -> str:
         what = f"a {budget:g}-minute training budget (cosine over the time)" if budget else f"{epochs} epochs"
         lines += [
             f"Each row trained for {what}, no early stopping, from a fresh process; best epoch by validation loss.\n",
-            "| variant | seeds | accuracy per seed | mean | vs baseline | epochs run | wall per run |",
-            "|---|---:|---|---:|---:|---:|---:|",
+            "| variant | seeds | accuracy per seed | mean | vs baseline | epochs run | wall per run | drop at 128 px / 64 px / JPEG q40 |",
+            "|---|---:|---|---:|---:|---:|---:|---|",
         ]
         means = {}
         for variant in VARIANTS:
@@ -105,7 +156,8 @@ def render(name: str) -> str:
             epochs_run = "/".join(str(r["epochs_run"]) for r in mine)
             wall = statistics.mean(r["wall_seconds"] for r in mine)
             lines.append(
-                f"| {variant} | {len(mine)} | {per_seed} | {mean * 100:.2f}% | {delta} | {epochs_run} | {wall:.0f} s |"
+                f"| {variant} | {len(mine)} | {per_seed} | {mean * 100:.2f}% | {delta} | {epochs_run} | {wall:.0f} s "
+                f"| {view_drops(mine)} |"
             )
         lines.append("")
     options = " ".join(f"{k} {v}" for k, v in BASE.items())
@@ -113,44 +165,53 @@ def render(name: str) -> str:
     return "\n".join(lines)
 
 
+def run_path(dataset: str, variant: str, seed: int, budget: float | None, epochs: int) -> Path:
+    return REPO / "runs" / "ablation" / f"{dataset}-{variant.replace(' ', '_')}-s{seed}-{budget or epochs}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="?")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
     parser.add_argument("--max-minutes", type=float, default=None, help="Train each run for this long.")
     parser.add_argument("--epochs", type=int, default=40, help="Epochs (the ceiling with --max-minutes).")
     parser.add_argument("--render", action="store_true", help="Only rewrite ablation.md from the results.")
+    parser.add_argument(
+        "--views",
+        action="store_true",
+        help="Then measure the fp32 accuracy of every row's model still in runs/ablation on degraded copies of "
+        "the validation photos (robustness.py's views); --variants with no names measures only that.",
+    )
     args = parser.parse_args()
     if not args.render:
         if args.data is None:
             parser.error("give the dataset folder (or --render)")
-        name = f"ablation_{args.data.resolve().name}"
+        dataset = args.data.resolve().name
+        name = f"ablation_{dataset}"
         path = RESULTS / f"{name}.json"
-        old = json.loads(path.read_text())["rows"] if path.is_file() else []
+        rows = json.loads(path.read_text())["rows"] if path.is_file() else []
         for seed in args.seeds:
             for variant in args.variants:
-                out = (
-                    REPO
-                    / "runs"
-                    / "ablation"
-                    / f"{args.data.resolve().name}-{variant.replace(' ', '_')}-s{seed}-{args.max_minutes or args.epochs}"
-                )
+                out = run_path(dataset, variant, seed, args.max_minutes, args.epochs)
                 if out.exists():
-                    import shutil
-
                     shutil.rmtree(out)
                 row = run_one(args.data, variant, seed, args.max_minutes, args.epochs, out)
                 print(json.dumps(row))
                 key = (variant, seed, args.max_minutes, args.epochs)
-                old = [r for r in old if (r["variant"], r["seed"], r["max_minutes"], r["epochs"]) != key] + [
-                    row
-                ]
-                write_result(name, {"dataset": args.data.resolve().name, "rows": old})
+                rows = [r for r in rows if (r["variant"], r["seed"], r["max_minutes"], r["epochs"]) != key]
+                rows.append(row)
+                write_result(name, {"dataset": dataset, "rows": rows})
+        if args.views:
+            for row in rows:
+                run = run_path(dataset, row["variant"], row["seed"], row["max_minutes"], row["epochs"])
+                row.setdefault("run", run.relative_to(REPO).as_posix())
+            add_views(rows, args.data, name)
     sections = [render(p.stem) for p in sorted(RESULTS.glob("ablation_*.json"))]
     text = (
-        "## The training recipe, one change at a time\n\n`python benchmarks/ablation.py DATA --variants ... --seeds ... [--max-minutes M]`; `--render` rewrites this section.\n\n"
-        + "\n".join(sections)
+        "## The training recipe, one change at a time\n\n"
+        "`python benchmarks/ablation.py DATA --variants ... --seeds ... [--max-minutes M] [--views]`; "
+        "`--render` rewrites this section from the result files.\n\n" + "\n".join(sections)
     )
     (RESULTS / "ablation.md").write_text(text, encoding="utf-8")
     print(text)

@@ -51,6 +51,7 @@ def test_budget_cosine_caps_the_warm_up_at_a_fifth_of_the_steps():
         ("mixup", -1.0, "--mixup"),
         ("mixup", 11.0, "--mixup"),
         ("downscale", 1.5, "--downscale"),
+        ("bn_momentum", 1.0, "--bn-momentum"),
     ],
 )
 def test_recipe_options_are_checked(tmp_path, field, value, message):
@@ -139,3 +140,14 @@ def test_random_downscale_blurs_like_an_enlarged_small_photo():
     np.testing.assert_array_equal(np.asarray(always(images, training=False)), images)
     with pytest.raises(ValueError, match="probability"):
         RandomDownscale(probability=1.5)
+
+
+def test_cnn_batch_norm_momentum_is_set_on_every_layer():
+    import keras
+
+    from edgecnn.core.contract import InputSpec
+    from edgecnn.training.models import build_cnn
+
+    model = build_cnn(InputSpec.square(TINY_SIZE), 2, base_filters=4, bn_momentum=0.9).model
+    momenta = [layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(momenta) == 7 and set(momenta) == {0.9}

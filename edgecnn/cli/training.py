@@ -111,6 +111,9 @@ def train(
     base_filters: Annotated[
         int, typer.Option(help="cnn: filters of the first block (later blocks double it).")
     ] = 32,
+    bn_momentum: Annotated[
+        float, typer.Option(help="cnn: BatchNormalization's moving-average momentum.")
+    ] = 0.99,
     max_minutes: Annotated[
         float | None,
         typer.Option(

@@ -32,7 +32,12 @@ class BuiltModel:
 
 
 def build_cnn(
-    spec: InputSpec, num_classes: int, base_filters: int = 32, dropout: float = 0.4, seed: int = 0
+    spec: InputSpec,
+    num_classes: int,
+    base_filters: int = 32,
+    dropout: float = 0.4,
+    seed: int = 0,
+    bn_momentum: float = 0.99,
 ) -> BuiltModel:
     """A compact CNN: seven conv/batch-norm/ReLU layers in four pooled blocks, global pooling, dropout, dense.
 
@@ -42,6 +47,8 @@ def build_cnn(
         base_filters: Filters of the first block; later blocks double it (32 gives about 1.7 M parameters).
         dropout: Dropout rate before and after the dense layer.
         seed: Seed for the weight initialisers.
+        bn_momentum: BatchNormalization's moving-average momentum (Keras' default 0.99 averages over about
+            100 steps: several epochs of a small dataset, while the weights still move fast).
     """
     import keras
     from keras import layers
@@ -59,13 +66,13 @@ def build_cnn(
             x = layers.Conv2D(
                 filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"block{b}_conv{c}"
             )(x)
-            x = layers.BatchNormalization(name=f"block{b}_bn{c}")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, name=f"block{b}_bn{c}")(x)
             x = layers.ReLU(name=f"block{b}_relu{c}")(x)
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = layers.Conv2D(8 * f, 3, padding="same", use_bias=False, kernel_initializer=init, name="block5_conv1")(
         x
     )
-    x = layers.BatchNormalization(name="block5_bn1")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name="block5_bn1")(x)
     x = layers.ReLU(name="block5_relu1")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, seed=seed, name="dropout1")(x)

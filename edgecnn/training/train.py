@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 42
     patience: int = 10
     base_filters: int = 32
+    bn_momentum: float = 0.99
     max_minutes: float | None = None
     label_smoothing: float = 0.0
     mixup: float = 0.0
@@ -98,6 +99,8 @@ class TrainConfig:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.mixup <= 10:
             raise ConfigError(f"--mixup must be between 0 (off) and 10, got {self.mixup}")
+        if not 0 < self.bn_momentum < 1:
+            raise ConfigError(f"--bn-momentum must be between 0 and 1, got {self.bn_momentum}")
         if not 0 <= self.downscale <= 1:
             raise ConfigError(f"--downscale must be a probability between 0 and 1, got {self.downscale}")
         self.devices = parse_devices(self.devices)
@@ -365,7 +368,13 @@ def build_augmenter(keras: Any, seed: int, downscale: float = 0.0) -> Any:
 
 def _build(config: TrainConfig, spec: InputSpec, num_classes: int) -> BuiltModel:
     if config.arch == "cnn":
-        return build_cnn(spec, num_classes, base_filters=config.base_filters, seed=config.seed)
+        return build_cnn(
+            spec,
+            num_classes,
+            base_filters=config.base_filters,
+            seed=config.seed,
+            bn_momentum=config.bn_momentum,
+        )
     return build_backbone(config.arch, spec, num_classes, weights=config.weights, seed=config.seed)
 
 
