@@ -374,6 +374,7 @@ def main() -> None:
         classify_section(),
         written_section("report_overhead"),
         written_section("ray_classify"),
+        written_section("ablation"),
         written_section("robustness"),
         written_section("backbones"),
         webcam_section(),

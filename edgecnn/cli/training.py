@@ -65,8 +65,11 @@ def train(
         typer.Option(help="Square input side in pixels [default: 96 for cnn, 224 for the backbones]."),
     ] = None,
     epochs: Annotated[
-        int, typer.Option(help="Maximum training epochs (early stopping may end sooner).")
-    ] = 40,
+        int | None,
+        typer.Option(
+            help="Maximum training epochs (early stopping may end sooner) [default: 60 for cnn, 40 for the backbones]."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 32,
     learning_rate: Annotated[
         float | None,
@@ -122,13 +125,13 @@ def train(
     ] = None,
     label_smoothing: Annotated[
         float, typer.Option(help="Label smoothing of the cross-entropy (0: off).")
-    ] = 0.0,
+    ] = 0.1,
     downscale: Annotated[
         float,
         typer.Option(
             help="Probability that a training image is shrunk to 40-100% of its side and enlarged back, as a low-resolution photo is at inference (0: off)."
         ),
-    ] = 0.0,
+    ] = 0.25,
     mixup: Annotated[
         float,
         typer.Option(

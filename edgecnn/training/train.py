@@ -33,6 +33,8 @@ from edgecnn.training.pipeline import make_dataset
 from edgecnn.training.schedule import BudgetCosine, EpochTimer, schedule
 
 WEIGHT_DECAY = 1e-4
+#: Default epochs: the CNN from scratch, and the head of a pretrained backbone.
+CNN_EPOCHS, BACKBONE_EPOCHS = 60, 40
 #: Above this many bytes of decoded images, the tf.data cache goes to a file in the run directory.
 MEMORY_CACHE_LIMIT = 4 * 2**30
 
@@ -47,7 +49,7 @@ class TrainConfig:
     out_dir: Path | None = None
     arch: str = "cnn"
     img_size: int | None = None  # default per architecture
-    epochs: int = 40
+    epochs: int | None = None  # default per architecture
     batch_size: int = 32
     learning_rate: float | None = None  # default per architecture
     val_dir: Path | None = None
@@ -61,9 +63,9 @@ class TrainConfig:
     base_filters: int = 32
     bn_momentum: float = 0.99
     max_minutes: float | None = None
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     mixup: float = 0.0
-    downscale: float = 0.0
+    downscale: float = 0.25
     devices: str | int = "auto"  # auto, all or N: see training.devices
     verbose: int = 1
 
@@ -80,6 +82,8 @@ class TrainConfig:
             self.learning_rate = default_lr
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"--learning-rate must be between 0 and 1, got {self.learning_rate}")
+        if self.epochs is None:
+            self.epochs = CNN_EPOCHS if self.arch == "cnn" else BACKBONE_EPOCHS
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -157,7 +161,8 @@ def train(config: TrainConfig) -> TrainResult:
             f"training on {devices.describe()}: global batch {global_batch} "
             f"({config.batch_size} per device), learning rate x{lr_scale}"
         )
-    assert config.img_size is not None and config.learning_rate is not None  # set by __post_init__
+    # set by __post_init__:
+    assert config.img_size is not None and config.learning_rate is not None and config.epochs is not None
     spec = InputSpec.square(config.img_size, channels=1 if config.grayscale else 3)
 
     say(
