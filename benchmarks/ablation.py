@@ -3,7 +3,8 @@
 Every variant spells out all the recipe options it sets, so a row means the same thing whatever the
 defaults are. Runs are sequential fresh processes (one training at a time owns the cores); results
 accumulate in benchmarks/results/ablation_<dataset>.json (a variant, seed and budget measured again replace
-the old row), and --render rewrites ablation.md from all of them.
+the old row), and --render rewrites ablation.md from all of them (and results/ablation_notes.md, written by
+hand).
 
     python benchmarks/ablation.py ../shared/datasets/cats_dogs --variants baseline smoothing --seeds 1 2 \
         [--max-minutes 10]
@@ -137,7 +138,7 @@ def render(name: str) -> str:
     lines = [f"### {data['dataset']}: one change at a time\n"]
     for budget, epochs in budgets:
         group = [r for r in rows if (r["max_minutes"] or 0, r["epochs"]) == (budget, epochs)]
-        what = f"a {budget:g}-minute training budget (cosine over the time)" if budget else f"{epochs} epochs"
+        what = f"a training budget of {budget:g} minutes (cosine over the time)" if budget else f"{epochs} epochs"
         lines += [
             f"Each row trained for {what}, no early stopping, from a fresh process; best epoch by validation loss.\n",
             "| variant | seeds | accuracy per seed | mean | vs baseline | epochs run | wall per run | drop at 128 px / 64 px / JPEG q40 |",
@@ -213,6 +214,9 @@ def main() -> None:
         "`python benchmarks/ablation.py DATA --variants ... --seeds ... [--max-minutes M] [--views]`; "
         "`--render` rewrites this section from the result files.\n\n" + "\n".join(sections)
     )
+    notes = RESULTS / "ablation_notes.md"  # what the tables say, written by hand
+    if notes.is_file():
+        text += "\n" + notes.read_text(encoding="utf-8")
     (RESULTS / "ablation.md").write_text(text, encoding="utf-8")
     print(text)
 

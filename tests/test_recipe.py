@@ -151,3 +151,10 @@ def test_cnn_batch_norm_momentum_is_set_on_every_layer():
     model = build_cnn(InputSpec.square(TINY_SIZE), 2, base_filters=4, bn_momentum=0.9).model
     momenta = [layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(momenta) == 7 and set(momenta) == {0.9}
+
+
+def test_default_recipe_per_architecture(tmp_path):
+    cnn = TrainConfig(data_dir=tmp_path)
+    assert (cnn.epochs, cnn.label_smoothing, cnn.downscale, cnn.mixup) == (60, 0.1, 0.25, 0.0)
+    assert TrainConfig(data_dir=tmp_path, arch="vgg16").epochs == 40
+    assert TrainConfig(data_dir=tmp_path, epochs=3).epochs == 3
