@@ -138,7 +138,11 @@ def render(name: str) -> str:
     lines = [f"### {data['dataset']}: one change at a time\n"]
     for budget, epochs in budgets:
         group = [r for r in rows if (r["max_minutes"] or 0, r["epochs"]) == (budget, epochs)]
-        what = f"a training budget of {budget:g} minutes (cosine over the time)" if budget else f"{epochs} epochs"
+        what = (
+            f"a training budget of {budget:g} minutes (cosine over the time)"
+            if budget
+            else f"{epochs} epochs"
+        )
         lines += [
             f"Each row trained for {what}, no early stopping, from a fresh process; best epoch by validation loss.\n",
             "| variant | seeds | accuracy per seed | mean | vs baseline | epochs run | wall per run | drop at 128 px / 64 px / JPEG q40 |",

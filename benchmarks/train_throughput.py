@@ -66,9 +66,9 @@ def main() -> None:
 
     from edgecnn.core.contract import InputSpec
     from edgecnn.core.dataset import discover
+    from edgecnn.training.augment import build_augmenter
     from edgecnn.training.models import build_cnn, import_keras
     from edgecnn.training.pipeline import make_dataset
-    from edgecnn.training.train import build_augmenter
 
     keras, tf = import_keras()
     splits = discover(root)

@@ -188,3 +188,18 @@ def mix_batch(images: Any, labels: Any, alpha: float, seed: int | None = None) -
     images = images * lam_images + tf.gather(images, other) * (1.0 - lam_images)
     labels = labels * lam_labels + tf.gather(labels, other) * (1.0 - lam_labels)
     return images, labels
+
+
+def build_augmenter(keras: Any, seed: int, downscale: float = 0.0) -> Any:
+    """The training augmentation: one affine warp (flip, rotation, zoom, translation), then contrast and
+    brightness, then (with probability ``downscale``) the blur of a low-resolution photo."""
+    from keras import layers
+
+    steps = [
+        RandomAffine(flip=True, rotation=0.05, zoom=0.15, translation=0.1, seed=seed),
+        layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
+        layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 5),
+    ]
+    if downscale:
+        steps.append(RandomDownscale(downscale, seed=seed + 6))
+    return keras.Sequential(steps, name="augment")

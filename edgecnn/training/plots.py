@@ -102,3 +102,29 @@ def plot_misclassified(
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def write_plots(
+    run_dir: Path,
+    history: dict[str, list[float]],
+    phase_starts: list[int],
+    metrics: Any,
+    classes: list[str],
+    images: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+) -> None:
+    """Write a run's curves.png, confusion_matrix.png and misclassified.png (the first 25 mistakes)."""
+    plot_curves(history, run_dir / "curves.png", phase_starts[1:])
+    plot_confusion(
+        metrics.confusion, classes, run_dir / "confusion_matrix.png", title="validation confusion matrix"
+    )
+    y_pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(y_pred != y_true)[:25]
+    plot_misclassified(
+        [images[i] for i in wrong],
+        [classes[y_true[i]] for i in wrong],
+        [classes[y_pred[i]] for i in wrong],
+        [float(probs[i, y_pred[i]]) for i in wrong],
+        run_dir / "misclassified.png",
+    )

@@ -176,7 +176,12 @@ def train(config: TrainConfig) -> TrainResult:
         say(
             f"decoded images need {cache_bytes / 2**30:.1f} GiB: caching them on disk in {Path(cache_file).parent}"
         )
-    augment = build_augmenter(keras, config.seed, config.downscale) if config.augment else None
+    if config.augment:
+        from edgecnn.training.augment import build_augmenter
+
+        augment = build_augmenter(keras, config.seed, config.downscale)
+    else:
+        augment = None
     t0 = time.perf_counter()
     say(
         f"decoding images at {config.img_size}x{config.img_size} ({'grey' if config.grayscale else 'RGB'})..."
@@ -338,7 +343,9 @@ def train(config: TrainConfig) -> TrainResult:
     _write_model(model, run_dir / "model.keras")
     _write_json(run_dir / "history.json", history)
     _write_json(run_dir / "report.json", report)
-    _write_plots(run_dir, history, phase_starts, metrics, splits.classes, images, y_true, probs)
+    from edgecnn.training.plots import write_plots
+
+    write_plots(run_dir, history, phase_starts, metrics, splits.classes, images, y_true, probs)
     _write_html_report(run_dir, report, history, images, y_true, probs, splits, val_bad, phase_starts[1:])
     best_path.unlink(missing_ok=True)
     if cache_file:
@@ -352,23 +359,6 @@ def train(config: TrainConfig) -> TrainResult:
         skipped=skipped,
         warnings=splits.warnings,
     )
-
-
-def build_augmenter(keras: Any, seed: int, downscale: float = 0.0) -> Any:
-    """The training augmentation: one affine warp (flip, rotation, zoom, translation), then contrast and
-    brightness, then (with probability ``downscale``) the blur of a low-resolution photo."""
-    from keras import layers
-
-    from edgecnn.training.augment import RandomAffine, RandomDownscale
-
-    steps = [
-        RandomAffine(flip=True, rotation=0.05, zoom=0.15, translation=0.1, seed=seed),
-        layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
-        layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 5),
-    ]
-    if downscale:
-        steps.append(RandomDownscale(downscale, seed=seed + 6))
-    return keras.Sequential(steps, name="augment")
 
 
 def _build(config: TrainConfig, spec: InputSpec, num_classes: int) -> BuiltModel:
@@ -417,33 +407,6 @@ def _write_model(model: Any, path: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def _write_plots(
-    run_dir: Path,
-    history: dict[str, list[float]],
-    phase_starts: list[int],
-    metrics: Metrics,
-    classes: list[str],
-    images: np.ndarray,
-    y_true: np.ndarray,
-    probs: np.ndarray,
-) -> None:
-    from edgecnn.training.plots import plot_confusion, plot_curves, plot_misclassified
-
-    plot_curves(history, run_dir / "curves.png", phase_starts[1:])
-    plot_confusion(
-        metrics.confusion, classes, run_dir / "confusion_matrix.png", title="validation confusion matrix"
-    )
-    y_pred = probs.argmax(axis=1)
-    wrong = np.flatnonzero(y_pred != y_true)[:25]
-    plot_misclassified(
-        [images[i] for i in wrong],
-        [classes[y_true[i]] for i in wrong],
-        [classes[y_pred[i]] for i in wrong],
-        [float(probs[i, y_pred[i]]) for i in wrong],
-        run_dir / "misclassified.png",
-    )
 
 
 def _write_html_report(
