@@ -43,6 +43,7 @@ CHANGES: dict[str, dict[str, str]] = {
     "48 base filters": {"--base-filters": "48"},
     "downscale 0.25": {"--downscale": "0.25"},
     "BN momentum 0.9": {"--bn-momentum": "0.9"},
+    "smoothing 0.1 + downscale 0.25": {"--label-smoothing": "0.1", "--downscale": "0.25"},
 }
 VARIANTS = {name: [x for kv in {**BASE, **change}.items() for x in kv] for name, change in CHANGES.items()}
 
