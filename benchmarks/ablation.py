@@ -17,13 +17,10 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, RESULTS, write_result
+from common import REPO, RESULTS, train_fresh, write_result
 
 #: The recipe before the accuracy work: 96 px, 32 base filters, Keras' BN momentum, no smoothing/mixup/downscale.
 BASE = {
@@ -55,21 +52,7 @@ def run_one(
     options = [*VARIANTS[variant], "--seed", str(seed), "--epochs", str(epochs), "--patience", str(epochs)]
     if budget:
         options += ["--max-minutes", f"{budget:g}"]
-    cmd = [
-        str(Path(sys.executable).with_name("edgecnn")),
-        "train",
-        str(data),
-        "--out",
-        str(out),
-        "--quiet",
-        *options,
-    ]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"{variant} seed {seed} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    report = json.loads((out / "report.json").read_text())
+    wall, report = train_fresh(data, out, options)
     return {
         "variant": variant,
         "seed": seed,

@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -128,6 +129,21 @@ def dataset(name: str) -> Path:
     if not path.is_dir():
         sys.exit(f"{path} not found: these benchmarks use the real datasets beside the repository")
     return path
+
+
+def train_fresh(data: Path, out: Path, options: list[str]) -> tuple[float, dict[str, Any]]:
+    """Run `edgecnn train DATA --out OUT --quiet OPTIONS` in a fresh process (it owns the cores).
+
+    Returns:
+        The wall time in seconds, end to end, and the run's report.json.
+    """
+    cmd = [str(Path(sys.executable).with_name("edgecnn")), "train", str(data), "--out", str(out), "--quiet"]
+    t0 = time.perf_counter()
+    proc = subprocess.run([*cmd, *options], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"edgecnn train {' '.join(options)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return wall, json.loads((out / "report.json").read_text())
 
 
 def vgg16_run(folder: Path, calib_dir: Path, calib_size: int = 64) -> Any:

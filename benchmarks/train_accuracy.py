@@ -6,13 +6,9 @@ python benchmarks/train_accuracy.py ../shared/datasets/cats_dogs [--out runs/cat
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from common import write_result
+from common import train_fresh, write_result
 
 
 def main() -> None:
@@ -23,22 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     name = args.data.resolve().name
     out = args.out or Path("runs") / f"{name}-{'-'.join(a.strip('-') for a in args.extra) or 'default'}"
-    cmd = [
-        str(Path(sys.executable).with_name("edgecnn")),
-        "train",
-        str(args.data),
-        "--out",
-        str(out),
-        "--quiet",
-        *args.extra,
-    ]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    print(proc.stderr[-3000:])
-    if proc.returncode != 0:
-        sys.exit(f"training failed with exit code {proc.returncode}")
-    report = json.loads((out / "report.json").read_text())
+    wall, report = train_fresh(args.data, out, args.extra)
     write_result(
         f"train_{name}" + ("" if not args.extra else "_" + "_".join(a.strip("-") for a in args.extra)),
         {
