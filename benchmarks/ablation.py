@@ -22,7 +22,8 @@ from typing import Any
 
 from common import REPO, RESULTS, train_fresh, write_result
 
-#: The recipe before the accuracy work: 96 px, 32 base filters, Keras' BN momentum, no smoothing/mixup/downscale.
+#: The recipe before the accuracy work: 96 px, 32 base filters, Keras' BN momentum, no smoothing/mixup/downscale/desaturate,
+#: and the affine warp's 15% zoom either way with reflected borders.
 BASE = {
     "--img-size": "96",
     "--base-filters": "32",
@@ -30,6 +31,8 @@ BASE = {
     "--label-smoothing": "0",
     "--mixup": "0",
     "--downscale": "0",
+    "--desaturate": "0",
+    "--zoom-out": "0",
 }
 CHANGES: dict[str, dict[str, str]] = {
     "baseline": {},
@@ -41,6 +44,14 @@ CHANGES: dict[str, dict[str, str]] = {
     "downscale 0.25": {"--downscale": "0.25"},
     "BN momentum 0.9": {"--bn-momentum": "0.9"},
     "smoothing 0.1 + downscale 0.25": {"--label-smoothing": "0.1", "--downscale": "0.25"},
+    "desaturate 0.2": {"--desaturate": "0.2"},
+    "zoom-out 1.6": {"--zoom-out": "1.6"},
+    "smoothing 0.1 + downscale 0.25 + desaturate 0.2 + zoom-out 1.6": {
+        "--label-smoothing": "0.1",
+        "--downscale": "0.25",
+        "--desaturate": "0.2",
+        "--zoom-out": "1.6",
+    },
 }
 VARIANTS = {name: [x for kv in {**BASE, **change}.items() for x in kv] for name, change in CHANGES.items()}
 

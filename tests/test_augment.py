@@ -70,6 +70,24 @@ def test_zoom_scales_distances_from_the_centre_within_the_range():
     assert factors.min() < 0.95 and factors.max() > 1.05
 
 
+def test_zoom_out_shrinks_the_subject_as_far_as_the_factor_and_repeats_the_edge():
+    radius = 16.0
+    layer = RandomAffine(flip=False, rotation=0, zoom=0.15, translation=0, zoom_out=2.0, seed=7)
+    out = np.asarray(layer(blob_batch(64, CENTRE + radius, CENTRE), training=True))
+    factors = (centroids(out)[:, 0] - CENTRE) / radius
+    assert factors.min() >= 1 / 2.0 - 0.02 and factors.max() <= 1 / 0.85 + 0.02
+    assert factors.min() < 0.6 and factors.max() > 1.05  # far out and a little in
+    # A ramp (value = column) stays a non-decreasing ramp: the border repeats the edge, never mirrors it.
+    ramp = np.broadcast_to(np.arange(SIDE, dtype=np.float32)[None, None, :, None], (16, SIDE, SIDE, 3))
+    warped = np.asarray(layer(np.ascontiguousarray(ramp), training=True))
+    assert (np.diff(warped[..., 0], axis=2) >= -1e-3).all()
+    assert (warped[:, :, 0, 0] < 1e-3).sum() > 0 and warped.max() <= SIDE - 1 + 1e-3
+    reflected = np.asarray(RandomAffine(flip=False, rotation=0, zoom=0.5, translation=0, seed=7)(ramp))
+    assert (np.diff(reflected[..., 0], axis=2) < -0.5).any()  # the old fill mirrors: what zoom_out avoids
+    with pytest.raises(ValueError, match="zoom_out"):
+        RandomAffine(zoom_out=0.9)
+
+
 def test_translation_shifts_within_a_tenth_of_the_side():
     images = blob_batch(64, CENTRE, CENTRE)
     out = np.asarray(

@@ -51,6 +51,9 @@ def test_budget_cosine_caps_the_warm_up_at_a_fifth_of_the_steps():
         ("mixup", -1.0, "--mixup"),
         ("mixup", 11.0, "--mixup"),
         ("downscale", 1.5, "--downscale"),
+        ("desaturate", -0.1, "--desaturate"),
+        ("zoom_out", 0.5, "--zoom-out"),
+        ("zoom_out", 5.0, "--zoom-out"),
         ("bn_momentum", 1.0, "--bn-momentum"),
     ],
 )
@@ -97,6 +100,7 @@ def test_time_budget_run_decays_the_rate_to_its_floor(tmp_path, synth_dir):
             label_smoothing=0.1,
             mixup=0.2,
             downscale=0.5,
+            desaturate=0.5,
             verbose=0,
         )
     )
@@ -109,7 +113,7 @@ def test_time_budget_run_decays_the_rate_to_its_floor(tmp_path, synth_dir):
     # The last epoch that fitted ended within about one epoch of the cosine's end.
     assert rates[-1] <= 1e-3 * (FLOOR + (1 - FLOOR) * 0.5)
     assert report["config"]["label_smoothing"] == 0.1 and report["config"]["mixup"] == 0.2
-    assert report["config"]["downscale"] == 0.5
+    assert report["config"]["downscale"] == 0.5 and report["config"]["desaturate"] == 0.5
     assert 0 <= report["val_accuracy"] <= 1 and len(history["val_accuracy"]) == report["epochs_run"]
 
 
@@ -142,6 +146,32 @@ def test_random_downscale_blurs_like_an_enlarged_small_photo():
         RandomDownscale(probability=1.5)
 
 
+def test_random_desaturate_turns_some_images_grey_and_resaturates_the_others():
+    from edgecnn.training.augment import RandomDesaturate
+
+    rng = np.random.default_rng(4)
+    images = rng.uniform(0, 255, (64, 8, 8, 3)).astype(np.float32)
+    grey = images.mean(axis=-1, keepdims=True)
+    out = np.asarray(RandomDesaturate(probability=0.5, saturation=0.5, seed=3)(images, training=True))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
+    spread = np.abs(out - out.mean(axis=-1, keepdims=True)).max(axis=(1, 2, 3))
+    turned_grey = spread < 1e-3
+    assert 16 <= turned_grey.sum() <= 48  # about half, at probability 0.5
+    np.testing.assert_allclose(out[turned_grey], np.broadcast_to(grey, images.shape)[turned_grey], atol=1e-3)
+    # The others are blends with their own grey, weight within [-0.5, 0.5] (clipping aside): colour kept.
+    for image, got, g in zip(images[~turned_grey], out[~turned_grey], grey[~turned_grey]):
+        weight = ((g - image) * (got - image)).sum() / ((g - image) ** 2).sum()
+        inside = (image + (g - image) * weight >= 0).all() and (image + (g - image) * weight <= 255).all()
+        assert -0.5 - 1e-4 <= weight <= 0.5 + 1e-4
+        if inside:
+            np.testing.assert_allclose(got, image + (g - image) * weight, atol=1e-2)
+    single = images[..., :1]
+    np.testing.assert_array_equal(np.asarray(RandomDesaturate(1.0)(single, training=True)), single)
+    np.testing.assert_array_equal(np.asarray(RandomDesaturate(1.0)(images, training=False)), images)
+    with pytest.raises(ValueError, match="saturation"):
+        RandomDesaturate(saturation=2.0)
+
+
 def test_cnn_batch_norm_momentum_is_set_on_every_layer():
     import keras
 
@@ -156,5 +186,6 @@ def test_cnn_batch_norm_momentum_is_set_on_every_layer():
 def test_default_recipe_per_architecture(tmp_path):
     cnn = TrainConfig(data_dir=tmp_path)
     assert (cnn.epochs, cnn.label_smoothing, cnn.downscale, cnn.mixup) == (60, 0.1, 0.25, 0.0)
+    assert (cnn.desaturate, cnn.zoom_out) == (0.2, 1.6)
     assert TrainConfig(data_dir=tmp_path, arch="vgg16").epochs == 40
     assert TrainConfig(data_dir=tmp_path, epochs=3).epochs == 3

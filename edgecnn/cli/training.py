@@ -132,6 +132,18 @@ def train(
             help="Probability that a training image is shrunk to 40-100% of its side and enlarged back, as a low-resolution photo is at inference (0: off)."
         ),
     ] = 0.25,
+    zoom_out: Annotated[
+        float,
+        typer.Option(
+            help="Zoom out as far as this factor (the subject shrinks to 1/Z of its size; the image's edge fills the border) instead of the 15% either way of 0."
+        ),
+    ] = 1.6,
+    desaturate: Annotated[
+        float,
+        typer.Option(
+            help="Probability that a training image is turned grey; the others get a random saturation (0: off)."
+        ),
+    ] = 0.2,
     mixup: Annotated[
         float,
         typer.Option(

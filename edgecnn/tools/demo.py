@@ -33,6 +33,8 @@ RECIPE: dict[str, Any] = {
     # The shipped model predates these defaults; pinned so that the demo still reproduces it.
     "label_smoothing": 0.0,
     "downscale": 0.0,
+    "desaturate": 0.0,
+    "zoom_out": 0.0,
 }
 SAMPLE_IMAGES_PER_CLASS = 3
 
@@ -118,6 +120,8 @@ def train_default(data: Path, run_dir: Path, verbose: int = 2) -> Any:
         seed=RECIPE["seed"],
         label_smoothing=RECIPE["label_smoothing"],
         downscale=RECIPE["downscale"],
+        desaturate=RECIPE["desaturate"],
+        zoom_out=RECIPE["zoom_out"],
         verbose=verbose,
     )
     return train(config)

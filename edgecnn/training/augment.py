@@ -1,4 +1,4 @@
-"""Training-time augmentation: one affine warp and a random downscale as Keras layers, and mixup (training side).
+"""Training-time augmentation: one affine warp, colour loss and a random downscale as Keras layers, and mixup.
 
 Keras ships flip, rotation, zoom and translation as four layers, and each resamples the whole batch: on a 2-core
 CPU the four took 3.6 s of a 24.6 s cats_dogs epoch (96 px, batch 32), competing with the training step for the
@@ -25,7 +25,12 @@ class RandomAffine(keras.layers.Layer):
     either way, as ``RandomRotation(0.05)``), ``zoom`` the largest relative change of scale either way (as
     ``RandomZoom((-z, z))``), ``translation`` the largest shift as a fraction of the side (as
     ``RandomTranslation(t, t)``). Pixels from outside the image are filled by reflection, as Keras' layers do.
-    The random draws are TensorFlow ops seeded by ``seed``; inactive unless ``training`` is true.
+
+    ``zoom_out`` (above 1) widens the range on the zoom-out side: the scale is drawn log-uniformly from
+    ``1 - zoom`` to ``zoom_out``, so the subject may shrink to ``1 / zoom_out`` of its size, as it is in a photo
+    taken from further away; pixels from outside then repeat the image's edge, since reflection would add
+    mirrored copies of the subject. The random draws are TensorFlow ops seeded by ``seed``; inactive unless
+    ``training`` is true.
     """
 
     def __init__(
@@ -35,6 +40,7 @@ class RandomAffine(keras.layers.Layer):
         rotation: float = 0.05,
         zoom: float = 0.15,
         translation: float = 0.1,
+        zoom_out: float | None = None,
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -42,6 +48,9 @@ class RandomAffine(keras.layers.Layer):
         for name, value in (("rotation", rotation), ("zoom", zoom), ("translation", translation)):
             if not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if zoom_out is not None and not 1 < zoom_out <= 4:
+            raise ValueError(f"zoom_out must be in (1, 4], got {zoom_out}")
+        self.zoom_out = zoom_out
         self.flip = flip
         self.rotation = rotation
         self.zoom = zoom
@@ -61,7 +70,11 @@ class RandomAffine(keras.layers.Layer):
         w = tf.cast(shape[2], tf.float32)
         draws = tf.random.uniform([n, 5], -1.0, 1.0, seed=self.seed)
         angle = draws[:, 0] * (self.rotation * 2 * math.pi)
-        scale = 1.0 + draws[:, 1] * self.zoom  # > 1 samples a larger area: zooms out
+        if self.zoom_out is None:
+            scale = 1.0 + draws[:, 1] * self.zoom  # > 1 samples a larger area: zooms out
+        else:
+            low, high = math.log(1.0 - self.zoom), math.log(self.zoom_out)
+            scale = tf.exp(low + (draws[:, 1] + 1.0) / 2.0 * (high - low))
         mirror = tf.where(draws[:, 2] < 0, -1.0, 1.0) if self.flip else tf.ones([n])
         shift_x = draws[:, 3] * self.translation * w
         shift_y = draws[:, 4] * self.translation * h
@@ -73,9 +86,8 @@ class RandomAffine(keras.layers.Layer):
         offset_x = cx + shift_x - (m00 * cx + m01 * cy)
         offset_y = cy + shift_y - (m10 * cx + m11 * cy)
         matrices = tf.reshape(tf.stack([m00, m01, offset_x, m10, m11, offset_y], axis=1), [n, 2, 3])
-        out = tf.numpy_function(
-            _warp_batch, [tf.cast(images, tf.float32), matrices], tf.float32, stateful=False
-        )
+        warp = _warp_batch if self.zoom_out is None else _warp_batch_edge
+        out = tf.numpy_function(warp, [tf.cast(images, tf.float32), matrices], tf.float32, stateful=False)
         out = tf.ensure_shape(out, images.shape)
         out = tf.cast(out, images.dtype)
         return out[0] if unbatched else out
@@ -90,6 +102,7 @@ class RandomAffine(keras.layers.Layer):
             "rotation": self.rotation,
             "zoom": self.zoom,
             "translation": self.translation,
+            "zoom_out": self.zoom_out,
             "seed": self.seed,
         }
 
@@ -140,6 +153,51 @@ class RandomDownscale(keras.layers.Layer):
         }
 
 
+class RandomDesaturate(keras.layers.Layer):
+    """Colour made an unreliable cue: some images turned grey, the others more or less saturated.
+
+    With probability ``probability`` an image becomes grey (the mean of its channels, copied to each);
+    otherwise it is blended with its grey by a random weight in [-``saturation``, ``saturation``] (negative
+    weights push colour away from grey: more saturated). A model that cannot lean on colour must use shape,
+    which is what carries over to photos whose colours and backgrounds differ from the training set.
+    Single-channel images pass unchanged; inactive unless ``training``.
+    """
+
+    def __init__(
+        self, probability: float = 0.2, saturation: float = 0.5, seed: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0 <= probability <= 1:
+            raise ValueError(f"probability must be in [0, 1], got {probability}")
+        if not 0 <= saturation <= 1:
+            raise ValueError(f"saturation must be in [0, 1], got {saturation}")
+        self.probability = probability
+        self.saturation = saturation
+        self.seed = seed
+
+    def call(self, images: Any, training: bool = True) -> Any:
+        if not training or images.shape[-1] == 1:
+            return images
+        images = tf.convert_to_tensor(images)
+        grey = tf.reduce_mean(images, axis=-1, keepdims=True)
+        draws = tf.random.uniform([tf.shape(images)[0], 2], 0.0, 1.0, seed=self.seed)
+        weight = tf.where(draws[:, 0] < self.probability, 1.0, (2 * draws[:, 1] - 1) * self.saturation)
+        weight = tf.cast(tf.reshape(weight, [-1, 1, 1, 1]), images.dtype)
+        out = images + (grey - images) * weight
+        return tf.clip_by_value(out, 0, 255)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "probability": self.probability,
+            "saturation": self.saturation,
+            "seed": self.seed,
+        }
+
+
 def _downscale_batch(images: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """Shrink each image by its scale and enlarge it back, both with INTER_AREA (the inference resize)."""
     n, h, w, c = images.shape
@@ -154,15 +212,20 @@ def _downscale_batch(images: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return out
 
 
-def _warp_batch(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+def _warp_batch(images: np.ndarray, matrices: np.ndarray, border: int = cv2.BORDER_REFLECT) -> np.ndarray:
     """Resample each image through its 2x3 output-to-input matrix (OpenCV: about 10x TensorFlow's transform op)."""
     n, h, w, c = images.shape
     out = np.empty_like(images)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     for i in range(n):
-        warped = cv2.warpAffine(images[i], matrices[i], (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT)
+        warped = cv2.warpAffine(images[i], matrices[i], (w, h), flags=flags, borderMode=border)
         out[i] = warped.reshape(h, w, c)
     return out
+
+
+def _warp_batch_edge(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """``_warp_batch`` with the image's edge repeated outside it."""
+    return _warp_batch(images, matrices, cv2.BORDER_REPLICATE)
 
 
 def mix_batch(images: Any, labels: Any, alpha: float, seed: int | None = None) -> tuple[Any, Any]:
@@ -190,16 +253,29 @@ def mix_batch(images: Any, labels: Any, alpha: float, seed: int | None = None) -
     return images, labels
 
 
-def build_augmenter(keras: Any, seed: int, downscale: float = 0.0) -> Any:
-    """The training augmentation: one affine warp (flip, rotation, zoom, translation), then contrast and
-    brightness, then (with probability ``downscale``) the blur of a low-resolution photo."""
+def build_augmenter(
+    keras: Any, seed: int, downscale: float = 0.0, desaturate: float = 0.0, zoom_out: float = 0.0
+) -> Any:
+    """The training augmentation: one affine warp (flip, rotation, zoom, translation; zooming out as far as
+    ``zoom_out`` when it is above 1, else 15% either way), then contrast and
+    brightness, then (with probability ``desaturate``) a grey image and otherwise a random saturation, then
+    (with probability ``downscale``) the blur of a low-resolution photo."""
     from keras import layers
 
     steps = [
-        RandomAffine(flip=True, rotation=0.05, zoom=0.15, translation=0.1, seed=seed),
+        RandomAffine(
+            flip=True,
+            rotation=0.05,
+            zoom=0.15,
+            translation=0.1,
+            zoom_out=zoom_out if zoom_out > 1 else None,
+            seed=seed,
+        ),
         layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
         layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 5),
     ]
+    if desaturate:
+        steps.append(RandomDesaturate(desaturate, saturation=0.5, seed=seed + 9))
     if downscale:
         steps.append(RandomDownscale(downscale, seed=seed + 6))
     return keras.Sequential(steps, name="augment")

@@ -66,6 +66,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0
     downscale: float = 0.25
+    desaturate: float = 0.2
+    zoom_out: float = 1.6
     devices: str | int = "auto"  # auto, all or N: see training.devices
     verbose: int = 1
 
@@ -107,6 +109,10 @@ class TrainConfig:
             raise ConfigError(f"--bn-momentum must be between 0 and 1, got {self.bn_momentum}")
         if not 0 <= self.downscale <= 1:
             raise ConfigError(f"--downscale must be a probability between 0 and 1, got {self.downscale}")
+        if self.zoom_out and not 1 < self.zoom_out <= 4:
+            raise ConfigError(f"--zoom-out must be 0 (off) or above 1 and at most 4, got {self.zoom_out}")
+        if not 0 <= self.desaturate <= 1:
+            raise ConfigError(f"--desaturate must be a probability between 0 and 1, got {self.desaturate}")
         self.devices = parse_devices(self.devices)
         if self.patience < 1:
             raise ConfigError(f"--patience must be at least 1, got {self.patience}")
@@ -179,7 +185,7 @@ def train(config: TrainConfig) -> TrainResult:
     if config.augment:
         from edgecnn.training.augment import build_augmenter
 
-        augment = build_augmenter(keras, config.seed, config.downscale)
+        augment = build_augmenter(keras, config.seed, config.downscale, config.desaturate, config.zoom_out)
     else:
         augment = None
     t0 = time.perf_counter()
