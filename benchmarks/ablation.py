@@ -33,6 +33,7 @@ BASE = {
     "--downscale": "0",
     "--desaturate": "0",
     "--zoom-out": "0",
+    "--ema": "0",
 }
 CHANGES: dict[str, dict[str, str]] = {
     "baseline": {},
@@ -46,6 +47,7 @@ CHANGES: dict[str, dict[str, str]] = {
     "smoothing 0.1 + downscale 0.25": {"--label-smoothing": "0.1", "--downscale": "0.25"},
     "desaturate 0.2": {"--desaturate": "0.2"},
     "zoom-out 1.6": {"--zoom-out": "1.6"},
+    "EMA 0.99": {"--ema": "0.99"},
     "smoothing 0.1 + downscale 0.25 + desaturate 0.2 + zoom-out 1.6": {
         "--label-smoothing": "0.1",
         "--downscale": "0.25",

@@ -6,6 +6,7 @@ python benchmarks/train_accuracy.py ../shared/datasets/cats_dogs [--out runs/cat
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from common import train_fresh, write_result
@@ -15,8 +16,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("extra", nargs="*", help="Extra `edgecnn train` options (after --).")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.extra = argv[cut + 1 :]  # extra `edgecnn train` options, after --
     name = args.data.resolve().name
     out = args.out or Path("runs") / f"{name}-{'-'.join(a.strip('-') for a in args.extra) or 'default'}"
     wall, report = train_fresh(args.data, out, args.extra)

@@ -86,7 +86,8 @@ def train(
     no_augment: Annotated[
         bool,
         typer.Option(
-            "--no-augment", help="Turn off augmentation (flip, rotation, zoom, shift, contrast, brightness)."
+            "--no-augment",
+            help="Turn off augmentation (flip, rotation, zoom, shift, contrast, brightness, saturation, downscale).",
         ),
     ] = False,
     grayscale: Annotated[
@@ -143,7 +144,13 @@ def train(
         typer.Option(
             help="Probability that a training image is turned grey; the others get a random saturation (0: off)."
         ),
-    ] = 0.2,
+    ] = 0.0,
+    ema: Annotated[
+        float,
+        typer.Option(
+            help="Keep an exponential moving average of the weights with this momentum (e.g. 0.99); validation, early stopping and the saved model use the average (0: off)."
+        ),
+    ] = 0.0,
     mixup: Annotated[
         float,
         typer.Option(

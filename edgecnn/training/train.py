@@ -66,8 +66,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0
     downscale: float = 0.25
-    desaturate: float = 0.2
+    desaturate: float = 0.0
     zoom_out: float = 1.6
+    ema: float = 0.0
     devices: str | int = "auto"  # auto, all or N: see training.devices
     verbose: int = 1
 
@@ -109,6 +110,8 @@ class TrainConfig:
             raise ConfigError(f"--bn-momentum must be between 0 and 1, got {self.bn_momentum}")
         if not 0 <= self.downscale <= 1:
             raise ConfigError(f"--downscale must be a probability between 0 and 1, got {self.downscale}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"--ema must be 0 (off) or a momentum below 1 such as 0.99, got {self.ema}")
         if self.zoom_out and not 1 < self.zoom_out <= 4:
             raise ConfigError(f"--zoom-out must be 0 (off) or above 1 and at most 4, got {self.zoom_out}")
         if not 0 <= self.desaturate <= 1:
@@ -239,7 +242,10 @@ def train(config: TrainConfig) -> TrainResult:
         phases.append(("fine-tune", config.fine_tune_epochs, config.learning_rate * lr_scale / 10, False))
     planned_epochs = sum(epochs for _, epochs, _, _ in phases)
     for name, epochs, lr, warmup in phases:
-        callbacks = [checkpoint, timer]
+        # With --ema the average replaces the weights for validation and at every epoch's end, so the
+        # checkpoint, early stopping and the saved model all see it; callbacks after this one get it.
+        callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []
+        callbacks += [checkpoint, timer]
         learning_rate: Any = schedule(keras, lr, epochs * steps, steps if warmup else 0)
         left = timer.remaining()
         if left is not None:  # the cosine spans this phase's share of the time left, not its epochs
@@ -256,7 +262,12 @@ def train(config: TrainConfig) -> TrainResult:
             say(f"fine-tuning {what} for {epochs} epoch(s) at learning rate {lr:g}")
         with devices.scope():
             model.compile(
-                optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=WEIGHT_DECAY),
+                optimizer=keras.optimizers.AdamW(
+                    learning_rate=learning_rate,
+                    weight_decay=WEIGHT_DECAY,
+                    use_ema=bool(config.ema),
+                    ema_momentum=config.ema or 0.99,
+                ),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             )
