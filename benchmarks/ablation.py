@@ -48,6 +48,11 @@ CHANGES: dict[str, dict[str, str]] = {
     "desaturate 0.2": {"--desaturate": "0.2"},
     "zoom-out 1.6": {"--zoom-out": "1.6"},
     "EMA 0.99": {"--ema": "0.99"},
+    "smoothing 0.1 + downscale 0.25 + zoom-out 1.6": {
+        "--label-smoothing": "0.1",
+        "--downscale": "0.25",
+        "--zoom-out": "1.6",
+    },
     "smoothing 0.1 + downscale 0.25 + desaturate 0.2 + zoom-out 1.6": {
         "--label-smoothing": "0.1",
         "--downscale": "0.25",

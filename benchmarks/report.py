@@ -63,14 +63,14 @@ def training_section() -> str:
     if rows:
         parts.append(
             "Default settings: the CNN from scratch at 96 px, 60 epochs at most, augmentation (one affine warp "
-            "zooming out as far as 1.6x, contrast, brightness, a fifth of the images grey and the others "
-            "re-saturated, a random downscale for a quarter of them), label smoothing 0.1, AdamW with "
+            "zooming out as far as 1.6x, contrast, brightness, a random downscale for a quarter of the images), "
+            "label smoothing 0.1, AdamW with "
             "warm-up and cosine decay, early stopping on validation loss. Targets: cats_dogs at least 91% validation "
             "accuracy within 30 minutes on this 2-core machine, horse_or_human at least 96% (published small-convnet "
             "results on cats_dogs: about 70% without augmentation, 80-85% with it). `horse_or_human` validates on "
             "the original RGBA PNG files. Wall time is the whole command in a fresh process "
             "(`benchmarks/train_accuracy.py`). A command with options after the data folder is the defaults "
-            "with that one change, same seed.\n\n"
+            "with those changes, same seed.\n\n"
             "| dataset | command | train / val images | val accuracy | wall time | epochs | train img/s |\n|---|---|---|---|---|---|---|\n"
             + "\n".join(rows)
             + "\n"
