@@ -22,8 +22,8 @@ from typing import Any
 
 from common import REPO, RESULTS, train_fresh, write_result
 
-#: The recipe before the accuracy work: 96 px, 32 base filters, Keras' BN momentum, no smoothing/mixup/downscale/desaturate,
-#: and the affine warp's 15% zoom either way with reflected borders.
+#: The recipe before the accuracy work: 96 px, 32 base filters, Keras' BN momentum, no smoothing, mixup,
+#: downscale, desaturation or EMA, and the affine warp's 15% zoom either way with reflected borders.
 BASE = {
     "--img-size": "96",
     "--base-filters": "32",

@@ -51,7 +51,7 @@ def training_section() -> str:
     rows = []
     variants = sorted(
         f.stem for d in ("cats_dogs", "horse_or_human") for f in RESULTS.glob(f"train_{d}_*.json")
-    )  # train_accuracy.py with options after --: the defaults with one change
+    )  # train_accuracy.py with options after --: the defaults with those changes
     for name in ("train_cats_dogs", "train_horse_or_human", *variants):
         r = load(name)
         if r is None:
