@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -333,23 +334,46 @@ def _run(
     )
     seen = np.zeros(len(paths), bool)
     providers: dict[str, str] = {}
-    for table in predicted.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
-        index = table.column("_index").to_numpy()
-        first = np.zeros(len(index), bool)
-        first[np.unique(index, return_index=True)[1]] = True
-        fresh = first & ~seen[index]
-        seen[index] = True
-        summary.duplicates_dropped += int(len(index) - fresh.sum())
-        for name, note in zip(table.column("_provider").to_pylist(), table.column("_note").to_pylist()):
-            providers.setdefault(name, note)
-        rows = table.filter(pa.array(fresh)).drop_columns(["_index", "_provider", "_note"])
-        _count(rows, summary)
-        store.write(rows)
-        if on_progress is not None:
-            on_progress(int(seen.sum()), len(paths))
+    # The iterator is closed, and the threads it started have ended, before this returns, even on Ctrl-C: a
+    # thread that calls Ray after ray.shutdown() makes Ray end the whole process (exit code 1, no traceback).
+    threads = set(threading.enumerate())
+    tables = iter(predicted.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))
+    try:
+        for table in tables:
+            index = table.column("_index").to_numpy()
+            first = np.zeros(len(index), bool)
+            first[np.unique(index, return_index=True)[1]] = True
+            fresh = first & ~seen[index]
+            seen[index] = True
+            summary.duplicates_dropped += int(len(index) - fresh.sum())
+            for name, note in zip(table.column("_provider").to_pylist(), table.column("_note").to_pylist()):
+                providers.setdefault(name, note)
+            rows = table.filter(pa.array(fresh)).drop_columns(["_index", "_provider", "_note"])
+            _count(rows, summary)
+            store.write(rows)
+            if on_progress is not None:
+                on_progress(int(seen.sum()), len(paths))
+    finally:
+        tables.close()
+        join_new_threads(threads)
     summary.missing = int(len(paths) - seen.sum())
     summary.provider = "+".join(sorted(providers)) or plan.provider
     summary.provider_note = "; ".join(sorted({note for note in providers.values() if note})) or None
+
+
+def join_new_threads(before: set[threading.Thread], timeout: float = 20.0) -> None:
+    """Wait (up to ``timeout`` seconds in all) for the threads started since ``before`` to end.
+
+    Ray Data leaves worker threads finishing a block after its iterator is closed. Its block prefetcher is left
+    alone: Ray 2.60 stops it only at the end of the data, it stays parked, and with ``prefetch_batches=0`` it
+    is never handed a block, so it never calls Ray.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in set(threading.enumerate()) - before:
+        if thread.name != "Prefetcher":
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.debug(f"thread {thread.name} still running after the Ray run")
 
 
 def actor_memory(model_bytes: int) -> int:
