@@ -84,7 +84,7 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     payload = {
         "benchmark": name,
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *[_rel(a) for a in sys.argv]]),
+        "command": " ".join([Path(sys.executable).name, *_portable_argv(sys.argv)]),
         "machine": machine(),
         **data,
     }
@@ -110,6 +110,18 @@ def _portable(value: Any) -> Any:
 
 # Scratch folders from tempfile.mkdtemp/TemporaryDirectory: their names say nothing and differ per run.
 _TEMP = re.compile(re.escape(tempfile.gettempdir()) + r"/tmp[A-Za-z0-9_]+")
+
+
+def _portable_argv(argv: list[str]) -> list[str]:
+    """The arguments with paths made relative to the repository; a path elsewhere on this machine (a scratch
+    folder) is replaced by its option's name in capitals (``--photos /tmp/x`` -> ``--photos PHOTOS``)."""
+    out = []
+    for i, arg in enumerate(argv):
+        rel = _rel(arg)
+        if rel == arg and Path(arg).is_absolute() and i and argv[i - 1].startswith("--"):
+            rel = argv[i - 1].lstrip("-").upper().replace("-", "_")
+        out.append(rel)
+    return out
 
 
 def _rel(arg: str) -> str:
