@@ -397,7 +397,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--photos", type=Path, help="a folder for the photos: filled on the first run, reused after")
+    parser.add_argument(
+        "--photos", type=Path, help="a folder for the photos: filled on the first run, reused after"
+    )
     parser.add_argument("--render", action="store_true", help="only rewrite results/ray_classify.md")
     args = parser.parse_args()
     if args.render:
@@ -407,7 +409,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="edgecnn-ray-bench-"))
     try:
         folder = args.photos or work / "photos"
-        if not (folder.is_dir() and any(folder.iterdir())):  # a new scratch folder is filled once, then reused
+        if not (
+            folder.is_dir() and any(folder.iterdir())
+        ):  # a new scratch folder is filled once, then reused
             t = time.perf_counter()
             mean = make_photos(folder, args.images)
             print(f"generated {args.images} photos in {time.perf_counter() - t:.0f} s")
