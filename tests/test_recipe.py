@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY_SIZE
 
 from edgecnn.core.errors import ConfigError
-from edgecnn.training.schedule import FLOOR, BudgetCosine
+from edgecnn.training.schedule import FLOOR, BudgetCosine, early_stopping
 from edgecnn.training.train import TrainConfig
 
 
@@ -36,6 +36,33 @@ def test_budget_cosine_follows_the_clock_when_time_runs_out_first():
         1e-3 * (FLOOR + (1 - FLOOR) * 0.5 * (1 + math.cos(math.pi * 0.5)))
     )
     assert plan.rate(1000, 80.0, epoch_seconds=20.0) == pytest.approx(1e-3 * FLOOR)
+
+
+@pytest.mark.parametrize("first_epoch", [0, 20])  # the first phase, and a fine-tuning phase after 20 epochs
+def test_early_stopping_waits_for_the_second_half_of_the_phase(first_epoch):
+    """A validation loss that only gets worse: no stop in the phase's first half, then a stop after patience."""
+    import keras
+
+    class Weights:  # what EarlyStopping asks of its model
+        stop_training = False
+
+        def get_weights(self):
+            return []
+
+        def set_weights(self, weights):
+            pass
+
+    stopper = early_stopping(keras, first_epoch, epochs=20, patience=3)
+    stopper.set_model(Weights())
+    stopper.on_train_begin()
+    stopped_at = None
+    for epoch in range(first_epoch, first_epoch + 20):
+        stopper.on_epoch_end(epoch, {"val_loss": 1.0 + epoch})
+        if stopper.model.stop_training:
+            stopped_at = epoch - first_epoch
+            break
+    # Watched from the phase's epoch 10 on: the best there, then 3 epochs without a better one.
+    assert stopped_at == 13
 
 
 def test_budget_cosine_caps_the_warm_up_at_a_fifth_of_the_steps():

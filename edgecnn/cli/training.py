@@ -110,7 +110,10 @@ def train(
     ] = 42,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder [default: runs/<timestamp>].")] = None,
     patience: Annotated[
-        int, typer.Option(help="Early stopping: epochs without a better validation loss.")
+        int,
+        typer.Option(
+            help="Early stopping: epochs without a better validation loss, counted from the middle of the epochs."
+        ),
     ] = 10,
     base_filters: Annotated[
         int, typer.Option(help="cnn: filters of the first block (later blocks double it).")

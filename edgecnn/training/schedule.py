@@ -1,4 +1,4 @@
-"""The learning-rate schedule (warm-up, then cosine decay) and the time budget of ``--max-minutes``.
+"""The learning-rate schedule (warm-up, then cosine decay), early stopping, and the time budget of ``--max-minutes``.
 
 Without a time budget the cosine spans the epochs (Keras' ``CosineDecay`` on the step count). With one, a
 run rarely gets through all its epochs, and a cosine over the epochs would stop with the learning rate still
@@ -26,6 +26,24 @@ def schedule(keras: Any, lr: float, total_steps: int, warmup_steps: int) -> Any:
         alpha=FLOOR,
         warmup_target=lr if warmup_steps else None,
         warmup_steps=warmup_steps,
+    )
+
+
+def early_stopping(keras: Any, first_epoch: int, epochs: int, patience: int) -> Any:
+    """Stop after ``patience`` epochs without a lower validation loss, counted from the middle of the phase.
+
+    In the first half the learning rate is still high and the validation loss jumps from epoch to epoch: a stop
+    there gives up the low-rate epochs that gain the most (the runs are in the ablation notes of docs/BENCHMARKS.md).
+
+    Args:
+        first_epoch: The phase's first epoch (Keras counts the epochs of all phases).
+        epochs: The phase's epochs.
+    """
+    return keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=patience,
+        restore_best_weights=True,
+        start_from_epoch=first_epoch + epochs // 2,
     )
 
 

@@ -30,7 +30,7 @@ from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, build_backbone,
 from edgecnn.training.devices import parse_devices, select_devices
 from edgecnn.training.models import MIN_SIDE, BuiltModel, build_cnn, import_keras
 from edgecnn.training.pipeline import make_dataset
-from edgecnn.training.schedule import BudgetCosine, EpochTimer, schedule
+from edgecnn.training.schedule import BudgetCosine, EpochTimer, early_stopping, schedule
 
 WEIGHT_DECAY = 1e-4
 #: Default epochs: the CNN from scratch, and the head of a pretrained backbone.
@@ -273,9 +273,7 @@ def train(config: TrainConfig) -> TrainResult:
             )
         start = len(history.get("loss", []))
         phase_starts.append(start)
-        early = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True
-        )
+        early = early_stopping(keras, start, epochs, config.patience)
         try:
             fit = model.fit(
                 train_ds,
