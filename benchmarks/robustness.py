@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "cats_dogs-cnn")
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--name", default="robustness", help="the result files: results/NAME.json and NAME.md")
     args = parser.parse_args()
 
     import numpy as np
@@ -124,10 +125,10 @@ def main() -> None:
         ]
     )
     write_result(
-        "robustness",
+        args.name,
         {"run": run_name, "accuracy": accuracy, "latency_ms": latency},
     )
-    (REPO / "benchmarks" / "results" / "robustness.md").write_text(markdown + "\n", encoding="utf-8")
+    (REPO / "benchmarks" / "results" / f"{args.name}.md").write_text(markdown + "\n", encoding="utf-8")
     print(markdown)
 
 

@@ -135,7 +135,7 @@ def train(
         typer.Option(
             help="Probability that a training image is shrunk to 40-100% of its side and enlarged back, as a low-resolution photo is at inference (0: off)."
         ),
-    ] = 0.25,
+    ] = 0.5,
     zoom_out: Annotated[
         float,
         typer.Option(

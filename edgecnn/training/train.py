@@ -65,7 +65,7 @@ class TrainConfig:
     max_minutes: float | None = None
     label_smoothing: float = 0.1
     mixup: float = 0.0
-    downscale: float = 0.25
+    downscale: float = 0.5
     desaturate: float = 0.0
     zoom_out: float = 1.6
     ema: float = 0.0
