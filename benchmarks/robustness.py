@@ -51,7 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "cats_dogs-cnn")
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--name", default="robustness", help="the result files: results/NAME.json and NAME.md")
+    parser.add_argument(
+        "--name", default="robustness", help="the result files: results/NAME.json and NAME.md"
+    )
     args = parser.parse_args()
 
     import numpy as np

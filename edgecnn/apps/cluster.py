@@ -336,7 +336,7 @@ def _run(
     providers: dict[str, str] = {}
     # The iterator is closed, and the threads it started have ended, before this returns, even on Ctrl-C: a
     # thread that calls Ray after ray.shutdown() makes Ray end the whole process (exit code 1, no traceback).
-    threads = set(threading.enumerate())
+    running = set(threading.enumerate())
     tables = iter(predicted.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))
     try:
         for table in tables:
@@ -355,7 +355,7 @@ def _run(
                 on_progress(int(seen.sum()), len(paths))
     finally:
         tables.close()
-        join_new_threads(threads)
+        join_new_threads(running)
     summary.missing = int(len(paths) - seen.sum())
     summary.provider = "+".join(sorted(providers)) or plan.provider
     summary.provider_note = "; ".join(sorted({note for note in providers.values() if note})) or None
