@@ -1,7 +1,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import onnx
 import pytest
@@ -341,10 +340,19 @@ def test_the_schema_is_compiled_on_first_use_without_jsonschema():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_reading_a_contract_takes_well_under_5_ms():
+def test_the_schema_is_compiled_once_not_on_every_read(monkeypatch):
+    import fastjsonschema
+
+    import edgecnn.core.contract as contract_module
+
+    compiled = []
+    real = fastjsonschema.compile
+    monkeypatch.setattr(fastjsonschema, "compile", lambda *a, **k: compiled.append(1) or real(*a, **k))
+    contract_module._validator.cache_clear()
     text = make_contract(quantization=QUANTIZATION, source=SOURCE, training=TRAINING).to_json()
-    ModelContract.from_json(text)  # the first read compiles the schema
-    start = time.perf_counter()
-    for _ in range(50):
-        ModelContract.from_json(text)
-    assert (time.perf_counter() - start) / 50 < 0.005
+    assert ModelContract.from_json(text).to_json() == text
+    first = len(compiled)
+    for _ in range(5):
+        assert ModelContract.from_json(text).to_json() == text
+    assert first >= 1 and len(compiled) == first  # about 20 ms a schema: paid by the first read only
+    contract_module._validator.cache_clear()  # later tests compile with the real function
