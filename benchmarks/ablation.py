@@ -49,6 +49,8 @@ CHANGES: dict[str, dict[str, str]] = {
     "desaturate 0.2": {"--desaturate": "0.2"},
     "zoom-out 1.6": {"--zoom-out": "1.6"},
     "EMA 0.99": {"--ema": "0.99"},
+    "resnet depth 1": {"--arch": "resnet", "--depth": "1"},
+    "resnet depth 2": {"--arch": "resnet", "--depth": "2"},
     "smoothing 0.1 + downscale 0.25 + zoom-out 1.6": {
         "--label-smoothing": "0.1",
         "--downscale": "0.25",

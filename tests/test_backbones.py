@@ -70,7 +70,7 @@ def sharpen(built, seed=0):
 def test_every_arch_is_in_the_table():
     import keras
 
-    assert list(ARCHITECTURES) == ["cnn", *BACKBONES]
+    assert list(ARCHITECTURES) == ["cnn", "resnet", *BACKBONES]
     assert set(NEW) | {"vgg16"} == set(BACKBONES)
     for backbone in BACKBONES.values():
         assert callable(getattr(keras.applications, backbone.constructor))
@@ -201,6 +201,7 @@ def test_defaults_and_option_checks(tmp_path):
 
     expected = {
         "cnn": (96, 1e-3),
+        "resnet": (96, 1e-3),
         "mobilenetv3small": (224, 1e-3),
         "mobilenetv3large": (224, 1e-3),
         "efficientnetb0": (224, 1e-3),
@@ -213,7 +214,7 @@ def test_defaults_and_option_checks(tmp_path):
     for bad in ({"fine_tune_epochs": 2}, {"weights": "w.h5"}):
         with pytest.raises(ConfigError, match="mobilenetv3small, mobilenetv3large, efficientnetb0 and vgg16"):
             TrainConfig(data_dir=tmp_path, arch="cnn", **bad)
-    with pytest.raises(ConfigError, match="choose from cnn, mobilenetv3small"):
+    with pytest.raises(ConfigError, match="choose from cnn, resnet, mobilenetv3small"):
         TrainConfig(data_dir=tmp_path, arch="resnet50")
 
 

@@ -41,6 +41,7 @@ class Tta(str, Enum):
 
 class Arch(str, Enum):
     cnn = "cnn"
+    resnet = "resnet"
     mobilenetv3small = "mobilenetv3small"
     mobilenetv3large = "mobilenetv3large"
     efficientnetb0 = "efficientnetb0"
@@ -57,24 +58,26 @@ def train(
     arch: Annotated[
         Arch,
         typer.Option(
-            help="Model: a CNN from scratch, or transfer learning from an ImageNet backbone (mobilenetv3small, mobilenetv3large, efficientnetb0, vgg16)."
+            help="Model: a CNN from scratch (cnn: plain, resnet: residual, see --depth), or transfer learning from an ImageNet backbone (mobilenetv3small, mobilenetv3large, efficientnetb0, vgg16)."
         ),
     ] = Arch.cnn,
     img_size: Annotated[
         int | None,
-        typer.Option(help="Square input side in pixels [default: 96 for cnn, 224 for the backbones]."),
+        typer.Option(
+            help="Square input side in pixels [default: 96 for cnn and resnet, 224 for the backbones]."
+        ),
     ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(
-            help="Maximum training epochs (early stopping may end sooner) [default: 60 for cnn, 40 for the backbones]."
+            help="Maximum training epochs (early stopping may end sooner) [default: 60 for cnn and resnet, 40 for the backbones]."
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 32,
     learning_rate: Annotated[
         float | None,
         typer.Option(
-            help="Peak learning rate [default: 1e-3 for cnn, mobilenetv3* and efficientnetb0, 5e-4 for vgg16; fine-tuning uses a tenth]."
+            help="Peak learning rate [default: 1e-3 for cnn, resnet, mobilenetv3* and efficientnetb0, 5e-4 for vgg16; fine-tuning uses a tenth]."
         ),
     ] = None,
     val_dir: Annotated[
@@ -116,10 +119,17 @@ def train(
         ),
     ] = 10,
     base_filters: Annotated[
-        int, typer.Option(help="cnn: filters of the first block (later blocks double it).")
+        int,
+        typer.Option(help="cnn, resnet: the width; filters of the first block (later blocks double it)."),
     ] = 32,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            help="resnet: residual blocks in each of its four stages [default: 2, ResNet-18's layout]."
+        ),
+    ] = None,
     bn_momentum: Annotated[
-        float, typer.Option(help="cnn: BatchNormalization's moving-average momentum.")
+        float, typer.Option(help="cnn, resnet: BatchNormalization's moving-average momentum.")
     ] = 0.99,
     max_minutes: Annotated[
         float | None,
@@ -168,7 +178,7 @@ def train(
     ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch progress.")] = False,
 ) -> None:
-    """Train a CNN or a transfer model (MobileNetV3, EfficientNet-B0, VGG16) on a folder of labelled photos."""
+    """Train a CNN (plain or residual) or a transfer model (MobileNetV3, EfficientNet-B0, VGG16) on a folder of labelled photos."""
     from edgecnn.core.metrics import format_metrics
     from edgecnn.training.train import TrainConfig
     from edgecnn.training.train import train as run_training

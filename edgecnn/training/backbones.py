@@ -26,13 +26,17 @@ from edgecnn.training.models import (
     VGG16_WEIGHTS_FILE,
     BuiltModel,
     build_cnn,
+    build_resnet,
     check_side,
     keras_cache_path,
 )
 
 #: EfficientNet's ImageNet standard deviations (keras.applications.efficientnet.IMAGENET_STDDEV_RGB).
 EFFICIENTNET_STDDEV_RGB = (0.229, 0.224, 0.225)
-CNN_DEFAULTS = (96, 1e-3)  # the CNN from scratch: (img_size, learning rate)
+CNN_DEFAULTS = (96, 1e-3)  # the networks from scratch (cnn, resnet): (img_size, learning rate)
+#: The ``--arch`` choices trained from scratch, with ``--base-filters``, ``--bn-momentum`` (and ``--depth``).
+SCRATCH = ("cnn", "resnet")
+RESNET_DEPTH = 2  # residual blocks per stage: ResNet-18's layout
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ BACKBONES: dict[str, Backbone] = {
 
 def defaults(arch: str) -> tuple[int, float]:
     """The default ``(img_size, learning_rate)`` of an ``--arch`` choice."""
-    if arch == "cnn":
+    if arch in SCRATCH:
         return CNN_DEFAULTS
     backbone = get_backbone(arch)
     return backbone.default_size, backbone.learning_rate
@@ -312,8 +316,30 @@ def _constant_normalization(base: Any, from_file: bool) -> Any:
     return keras.models.clone_model(base, clone_function=swap)
 
 
-#: ``--arch`` name -> builder (``spec, num_classes, **options``): the CNN first, then the backbones.
+def build_model(
+    arch: str,
+    spec: InputSpec,
+    num_classes: int,
+    *,
+    seed: int = 0,
+    weights: str = "imagenet",
+    base_filters: int = 32,
+    bn_momentum: float = 0.99,
+    depth: int | None = None,
+) -> BuiltModel:
+    """Build an ``--arch`` choice with the options that apply to it (``weights`` to a backbone, the others to
+    the networks from scratch; ``depth`` to resnet, default ``RESNET_DEPTH``)."""
+    if arch == "cnn":
+        return build_cnn(spec, num_classes, base_filters=base_filters, seed=seed, bn_momentum=bn_momentum)
+    if arch == "resnet":
+        depth = RESNET_DEPTH if depth is None else depth
+        return build_resnet(spec, num_classes, base_filters, depth, seed=seed, bn_momentum=bn_momentum)
+    return build_backbone(arch, spec, num_classes, weights=weights, seed=seed)
+
+
+#: ``--arch`` name -> builder (``spec, num_classes, **options``): the networks from scratch, then the backbones.
 ARCHITECTURES: dict[str, Callable[..., BuiltModel]] = {
     "cnn": build_cnn,
+    "resnet": build_resnet,
     **{name: partial(build_backbone, name) for name in BACKBONES},
 }

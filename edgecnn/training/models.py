@@ -1,7 +1,8 @@
 """Model builders. Every model takes raw pixel values (0-255) and normalises inside its own graph.
 
-The CNN trained from scratch lives here; the pretrained backbones (VGG16, MobileNetV3, EfficientNet) are one
-table in ``training.backbones``, whose ``ARCHITECTURES`` maps the ``--arch`` choices to builders.
+The two networks trained from scratch (a plain CNN and a residual one) live here; the pretrained backbones
+(VGG16, MobileNetV3, EfficientNet) are one table in ``training.backbones``, whose ``ARCHITECTURES`` maps the
+``--arch`` choices to builders.
 Augmentation is not part of any model: it runs in the tf.data pipeline at training time only, so the saved
 and exported graphs are inference-only.
 """
@@ -80,6 +81,72 @@ def build_cnn(
     x = layers.Dropout(dropout / 2, seed=seed + 1, name="dropout2")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     model = keras.Model(inputs, outputs, name="edgecnn_cnn")
+    return BuiltModel(model=model, normalization="x / 255 (Rescaling layer in graph)")
+
+
+def build_resnet(
+    spec: InputSpec,
+    num_classes: int,
+    base_filters: int = 32,
+    depth: int = 2,
+    dropout: float = 0.3,
+    seed: int = 0,
+    bn_momentum: float = 0.99,
+) -> BuiltModel:
+    """A residual CNN from scratch: a stem, then four stages of ``depth`` basic blocks each, global pooling.
+
+    The blocks are ResNet's basic block (two 3x3 conv/batch-norm layers added to a shortcut, then ReLU); the
+    first block of stages 2-4 halves the resolution, with a 1x1 convolution on its shortcut. Each block's last
+    batch-norm starts at zero, so every block starts as the identity (Goyal et al., 2017). ``depth`` 2 is
+    ResNet-18's layout at half its width (``base_filters`` 32 against 64): about 2.8 M parameters, and at
+    96 px about 1.25x the training time per step of ``build_cnn``'s default.
+
+    Args:
+        spec: Input spec (square side of at least 32 pixels).
+        num_classes: Number of output classes.
+        base_filters: Filters of the stem and the first stage; each later stage doubles it.
+        depth: Residual blocks per stage.
+        dropout: Dropout rate before the classifier.
+        seed: Seed for the weight initialisers.
+        bn_momentum: BatchNormalization's moving-average momentum.
+    """
+    import keras
+    from keras import layers
+
+    check_side(spec)
+    if base_filters < 4:
+        raise ConfigError(f"--base-filters must be at least 4, got {base_filters}")
+    if not 1 <= depth <= 8:
+        raise ConfigError(f"--depth must be between 1 and 8 blocks per stage, got {depth}")
+    init = keras.initializers.HeNormal(seed=seed)
+
+    def conv_bn(x: Any, filters: int, size: int, stride: int, name: str, gamma: str = "ones") -> Any:
+        x = layers.Conv2D(
+            filters, size, strides=stride, padding="same", use_bias=False, kernel_initializer=init, name=name
+        )(x)
+        return layers.BatchNormalization(momentum=bn_momentum, gamma_initializer=gamma, name=f"{name}_bn")(x)
+
+    inputs = keras.Input(shape=spec.shape, name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = layers.ReLU(name="stem_relu")(conv_bn(x, base_filters, 3, 1, "stem_conv"))
+    x = layers.MaxPooling2D(2, name="stem_pool")(x)
+    for s in range(1, 5):
+        filters = base_filters * 2 ** (s - 1)
+        for b in range(1, depth + 1):
+            name = f"stage{s}_block{b}"
+            stride = 2 if s > 1 and b == 1 else 1
+            shortcut = x
+            if stride != 1 or x.shape[-1] != filters:
+                shortcut = conv_bn(x, filters, 1, stride, f"{name}_shortcut")
+            y = layers.ReLU(name=f"{name}_relu1")(conv_bn(x, filters, 3, stride, f"{name}_conv1"))
+            y = conv_bn(y, filters, 3, 1, f"{name}_conv2", gamma="zeros")
+            x = layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_initializer=init, name="probabilities")(
+        x
+    )
+    model = keras.Model(inputs, outputs, name="edgecnn_resnet")
     return BuiltModel(model=model, normalization="x / 255 (Rescaling layer in graph)")
 
 

@@ -26,14 +26,14 @@ from edgecnn.core.dataset import DataSplits, Skipped, discover
 from edgecnn.core.errors import ConfigError, DatasetError, EdgecnnError, OutputError
 from edgecnn.core.metrics import Metrics, compute_metrics
 from edgecnn.core.version import __version__
-from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, build_backbone, defaults, unfreeze_top
+from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, SCRATCH, build_model, defaults, unfreeze_top
 from edgecnn.training.devices import parse_devices, select_devices
-from edgecnn.training.models import MIN_SIDE, BuiltModel, build_cnn, import_keras
+from edgecnn.training.models import MIN_SIDE, import_keras
 from edgecnn.training.pipeline import make_dataset
 from edgecnn.training.schedule import BudgetCosine, EpochTimer, early_stopping, schedule
 
 WEIGHT_DECAY = 1e-4
-#: Default epochs: the CNN from scratch, and the head of a pretrained backbone.
+#: Default epochs: the networks from scratch, and the head of a pretrained backbone.
 CNN_EPOCHS, BACKBONE_EPOCHS = 60, 40
 #: Above this many bytes of decoded images, the tf.data cache goes to a file in the run directory.
 MEMORY_CACHE_LIMIT = 4 * 2**30
@@ -62,6 +62,7 @@ class TrainConfig:
     patience: int = 10
     base_filters: int = 32
     bn_momentum: float = 0.99
+    depth: int | None = None  # resnet: blocks per stage (backbones.RESNET_DEPTH)
     max_minutes: float | None = None
     label_smoothing: float = 0.1
     mixup: float = 0.0
@@ -86,7 +87,7 @@ class TrainConfig:
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"--learning-rate must be between 0 and 1, got {self.learning_rate}")
         if self.epochs is None:
-            self.epochs = CNN_EPOCHS if self.arch == "cnn" else BACKBONE_EPOCHS
+            self.epochs = CNN_EPOCHS if self.arch in SCRATCH else BACKBONE_EPOCHS
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -98,6 +99,10 @@ class TrainConfig:
             raise ConfigError(f"--fine-tune-epochs applies to {backbones}")
         if self.arch not in BACKBONES and self.weights not in ("imagenet", "none"):
             raise ConfigError(f"--weights applies to {backbones}")
+        if self.depth is not None and self.arch != "resnet":
+            raise ConfigError("--depth applies to --arch resnet only")
+        if self.depth is not None and not 1 <= self.depth <= 8:
+            raise ConfigError(f"--depth must be between 1 and 8 blocks per stage, got {self.depth}")
         if self.val_dir is not None and self.val_split is not None:
             raise ConfigError("give either --val-dir or --val-split, not both")
         if self.max_minutes is not None and self.max_minutes <= 0:
@@ -225,7 +230,16 @@ def train(config: TrainConfig) -> TrainResult:
     say(f"decoded {n_train + n_val} images in {decode_seconds:.1f} s")
 
     with devices.scope():
-        built = _build(config, spec, len(splits.classes))
+        built = build_model(
+            config.arch,
+            spec,
+            len(splits.classes),
+            seed=config.seed,
+            weights=config.weights,
+            base_filters=config.base_filters,
+            bn_momentum=config.bn_momentum,
+            depth=config.depth,
+        )
     model = built.model
     steps = max(1, math.ceil(n_train / global_batch))
     history: dict[str, list[float]] = {}
@@ -374,18 +388,6 @@ def train(config: TrainConfig) -> TrainResult:
         skipped=skipped,
         warnings=splits.warnings,
     )
-
-
-def _build(config: TrainConfig, spec: InputSpec, num_classes: int) -> BuiltModel:
-    if config.arch == "cnn":
-        return build_cnn(
-            spec,
-            num_classes,
-            base_filters=config.base_filters,
-            seed=config.seed,
-            bn_momentum=config.bn_momentum,
-        )
-    return build_backbone(config.arch, spec, num_classes, weights=config.weights, seed=config.seed)
 
 
 def _predict(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
