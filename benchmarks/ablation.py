@@ -23,7 +23,7 @@ from typing import Any
 from common import REPO, RESULTS, train_fresh, write_result
 
 #: The recipe before the accuracy work: 96 px, 32 base filters, Keras' BN momentum, no smoothing, mixup,
-#: downscale, desaturation or EMA, and the affine warp's 15% zoom either way with reflected borders.
+#: downscale, desaturation or EMA, the affine warp's 15% zoom either way with reflected borders, float32.
 BASE = {
     "--img-size": "96",
     "--base-filters": "32",
@@ -34,6 +34,7 @@ BASE = {
     "--desaturate": "0",
     "--zoom-out": "0",
     "--ema": "0",
+    "--precision": "fp32",
 }
 CHANGES: dict[str, dict[str, str]] = {
     "baseline": {},
@@ -49,6 +50,7 @@ CHANGES: dict[str, dict[str, str]] = {
     "desaturate 0.2": {"--desaturate": "0.2"},
     "zoom-out 1.6": {"--zoom-out": "1.6"},
     "EMA 0.99": {"--ema": "0.99"},
+    "bf16": {"--precision": "bf16"},
     "resnet depth 1": {"--arch": "resnet", "--depth": "1"},
     "resnet depth 2": {"--arch": "resnet", "--depth": "2"},
     "smoothing 0.1 + downscale 0.25 + zoom-out 1.6": {

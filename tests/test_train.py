@@ -145,7 +145,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
 
 
 def test_unknown_arch_is_a_usage_error(tmp_path):
-    result = runner.invoke(app, ["train", str(tmp_path), "--arch", "resnet"])
+    result = runner.invoke(app, ["train", str(tmp_path), "--arch", "resnet50"])
     assert result.exit_code == 2
     assert "cnn" in result.stderr and "vgg16" in result.stderr
 

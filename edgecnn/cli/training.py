@@ -39,6 +39,12 @@ class Tta(str, Enum):
     flip = "flip"
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class Arch(str, Enum):
     cnn = "cnn"
     resnet = "resnet"
@@ -131,6 +137,12 @@ def train(
     bn_momentum: Annotated[
         float, typer.Option(help="cnn, resnet: BatchNormalization's moving-average momentum.")
     ] = 0.99,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            help="cnn, resnet: compute in float32, or in mixed bfloat16 (float32 weights); auto: bf16 on a CPU with native bfloat16 (AVX-512 BF16, AMX), else fp32. The saved model is float32 either way."
+        ),
+    ] = Precision.auto,
     max_minutes: Annotated[
         float | None,
         typer.Option(

@@ -35,6 +35,7 @@ RECIPE: dict[str, Any] = {
     "downscale": 0.0,
     "desaturate": 0.0,
     "zoom_out": 0.0,
+    "precision": "fp32",
 }
 SAMPLE_IMAGES_PER_CLASS = 3
 
@@ -122,6 +123,7 @@ def train_default(data: Path, run_dir: Path, verbose: int = 2) -> Any:
         downscale=RECIPE["downscale"],
         desaturate=RECIPE["desaturate"],
         zoom_out=RECIPE["zoom_out"],
+        precision=RECIPE["precision"],
         verbose=verbose,
     )
     return train(config)

@@ -31,6 +31,10 @@ class Devices:
     def replicas(self) -> int:
         return len(self.names) if self.strategy is not None else 1
 
+    @property
+    def on_gpu(self) -> bool:
+        return any("GPU:" in name for name in self.names)
+
     def scope(self) -> Any:
         """The context in which the model and its optimizer must be built."""
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()

@@ -79,7 +79,8 @@ def build_cnn(
     x = layers.Dropout(dropout, seed=seed, name="dropout1")(x)
     x = layers.Dense(4 * f, activation="relu", kernel_initializer=init, name="dense")(x)
     x = layers.Dropout(dropout / 2, seed=seed + 1, name="dropout2")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # float32 even under --precision bf16: the softmax and the loss need its range
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name="edgecnn_cnn")
     return BuiltModel(model=model, normalization="x / 255 (Rescaling layer in graph)")
 
@@ -143,10 +144,10 @@ def build_resnet(
             x = layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", kernel_initializer=init, name="probabilities")(
-        x
+    head = layers.Dense(
+        num_classes, activation="softmax", kernel_initializer=init, name="probabilities", dtype="float32"
     )
-    model = keras.Model(inputs, outputs, name="edgecnn_resnet")
+    model = keras.Model(inputs, head(x), name="edgecnn_resnet")
     return BuiltModel(model=model, normalization="x / 255 (Rescaling layer in graph)")
 
 

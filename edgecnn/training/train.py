@@ -8,7 +8,6 @@ so far and still writes the reports.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import platform
@@ -20,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.core.atomic import atomic_output, write_atomic
 from edgecnn.core.contract import InputSpec, ModelContract
 from edgecnn.core.dataset import DataSplits, Skipped, discover
 from edgecnn.core.errors import ConfigError, DatasetError, EdgecnnError, OutputError
@@ -28,8 +26,12 @@ from edgecnn.core.metrics import Metrics, compute_metrics
 from edgecnn.core.version import __version__
 from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, SCRATCH, build_model, defaults, unfreeze_top
 from edgecnn.training.devices import parse_devices, select_devices
-from edgecnn.training.models import MIN_SIDE, import_keras
+from edgecnn.training.models import MIN_SIDE, BuiltModel, import_keras
 from edgecnn.training.pipeline import make_dataset
+from edgecnn.training.precision import check as check_precision
+from edgecnn.training.precision import dtype_policy
+from edgecnn.training.precision import resolve as resolve_precision
+from edgecnn.training.runfiles import write_html_report, write_json, write_model
 from edgecnn.training.schedule import BudgetCosine, EpochTimer, early_stopping, schedule
 
 WEIGHT_DECAY = 1e-4
@@ -70,6 +72,7 @@ class TrainConfig:
     desaturate: float = 0.0
     zoom_out: float = 1.6
     ema: float = 0.0
+    precision: str = "auto"  # auto, fp32 or bf16: see training.precision
     devices: str | int = "auto"  # auto, all or N: see training.devices
     verbose: int = 1
 
@@ -122,6 +125,7 @@ class TrainConfig:
         if not 0 <= self.desaturate <= 1:
             raise ConfigError(f"--desaturate must be a probability between 0 and 1, got {self.desaturate}")
         self.devices = parse_devices(self.devices)
+        check_precision(self.precision, self.arch)
         if self.patience < 1:
             raise ConfigError(f"--patience must be at least 1, got {self.patience}")
 
@@ -229,17 +233,22 @@ def train(config: TrainConfig) -> TrainResult:
     _check_after_decode(splits, train_bad, val_bad)
     say(f"decoded {n_train + n_val} images in {decode_seconds:.1f} s")
 
-    with devices.scope():
-        built = build_model(
-            config.arch,
-            spec,
-            len(splits.classes),
-            seed=config.seed,
-            weights=config.weights,
-            base_filters=config.base_filters,
-            bn_momentum=config.bn_momentum,
-            depth=config.depth,
-        )
+    policy = resolve_precision(config.precision, config.arch, devices.on_gpu)
+    if policy != "float32":
+        say(f"training in {policy} (--precision {config.precision}); the saved model is float32")
+
+    def build(policy: str) -> BuiltModel:
+        options = {
+            "base_filters": config.base_filters,
+            "bn_momentum": config.bn_momentum,
+            "depth": config.depth,
+        }
+        with devices.scope(), dtype_policy(keras, policy):
+            return build_model(
+                config.arch, spec, len(splits.classes), seed=config.seed, weights=config.weights, **options
+            )
+
+    built = build(policy)
     model = built.model
     steps = max(1, math.ceil(n_train / global_batch))
     history: dict[str, list[float]] = {}
@@ -316,6 +325,10 @@ def train(config: TrainConfig) -> TrainResult:
     with warnings.catch_warnings():  # the checkpoint's optimizer state may come from the other phase
         warnings.simplefilter("ignore")
         model.load_weights(str(best_path))
+    if policy != "float32":  # the same network in float32, with the trained weights
+        built = build("float32")
+        built.model.set_weights(model.get_weights())
+        model = built.model
 
     say("evaluating the best model on the validation images...")
     y_true, probs, images = _predict(model, val_ds)
@@ -358,6 +371,7 @@ def train(config: TrainConfig) -> TrainResult:
         "decode_seconds": round(decode_seconds, 2),
         "train_images_per_second": round(timer.images_per_second(n_train), 1),
         "devices": {"names": devices.names, "replicas": devices.replicas, "global_batch": global_batch},
+        "precision": policy,
         "parameters": int(model.count_params()),
         "data": {**splits.describe(), "seed": config.seed, "train_images": n_train, "val_images": n_val},
         "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
@@ -369,13 +383,13 @@ def train(config: TrainConfig) -> TrainResult:
         },
         "contract": contract.to_dict(),
     }
-    _write_model(model, run_dir / "model.keras")
-    _write_json(run_dir / "history.json", history)
-    _write_json(run_dir / "report.json", report)
+    write_model(model, run_dir / "model.keras")
+    write_json(run_dir / "history.json", history)
+    write_json(run_dir / "report.json", report)
     from edgecnn.training.plots import write_plots
 
     write_plots(run_dir, history, phase_starts, metrics, splits.classes, images, y_true, probs)
-    _write_html_report(run_dir, report, history, images, y_true, probs, splits, val_bad, phase_starts[1:])
+    write_html_report(run_dir, report, history, images, y_true, probs, splits, val_bad, phase_starts[1:])
     best_path.unlink(missing_ok=True)
     if cache_file:
         for leftover in Path(cache_file).parent.glob("*"):
@@ -415,33 +429,3 @@ def _config_dict(config: TrainConfig) -> dict[str, Any]:
         if isinstance(value, Path):
             out[key] = str(value)
     return out
-
-
-def _write_model(model: Any, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        model.save(str(tmp))
-
-
-def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def _write_html_report(
-    run_dir: Path,
-    report: dict[str, Any],
-    history: dict[str, list[float]],
-    images: np.ndarray,
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    splits: DataSplits,
-    val_bad: list[Skipped],
-    phase_starts: list[int],
-) -> None:
-    from edgecnn.reports.train import write_training_report
-
-    bad = {str(p) for p, _ in val_bad}
-    decoded = [p for p, _ in splits.val if str(p) not in bad]  # the validation order, less the skipped files
-    try:
-        write_training_report(run_dir, report, history, images, y_true, probs, decoded, phase_starts)
-    except (EdgecnnError, OSError) as exc:  # the model and report.json are written: do not lose the run
-        logger.warning(f"warning: report.html not written: {exc}")
