@@ -96,6 +96,7 @@ def test_a_bf16_run_saves_a_float32_model_that_exports_through_the_gates(tmp_pat
     )
     report = json.loads((run / "report.json").read_text())
     assert report["precision"] == "mixed_bfloat16" and report["config"]["precision"] == "bf16"
+    assert "(trained in mixed_bfloat16)" in (run / "report.html").read_text()
     saved = keras.saving.load_model(run / "model.keras")
     assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
     # The reported accuracy is the float32 model's: the model that is saved and exported.

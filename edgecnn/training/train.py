@@ -238,14 +238,16 @@ def train(config: TrainConfig) -> TrainResult:
         say(f"training in {policy} (--precision {config.precision}); the saved model is float32")
 
     def build(policy: str) -> BuiltModel:
-        options = {
-            "base_filters": config.base_filters,
-            "bn_momentum": config.bn_momentum,
-            "depth": config.depth,
-        }
         with devices.scope(), dtype_policy(keras, policy):
             return build_model(
-                config.arch, spec, len(splits.classes), seed=config.seed, weights=config.weights, **options
+                config.arch,
+                spec,
+                len(splits.classes),
+                seed=config.seed,
+                weights=config.weights,
+                base_filters=config.base_filters,
+                bn_momentum=config.bn_momentum,
+                depth=config.depth,
             )
 
     built = build(policy)
