@@ -26,12 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 SHARED = REPO.parent / "shared" / "datasets"
 INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # training's --precision auto uses bfloat16 with these
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")  # the library's progress lines
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, cores, int8-relevant instruction sets and library versions."""
+    """CPU model, cores, int8- and bfloat16-relevant instruction sets and library versions."""
     cpu = platform.processor() or ""
     flags: set[str] = set()
     try:
@@ -63,6 +64,7 @@ def machine() -> dict[str, Any]:
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "int8_instructions": [f for f in INT8_FLAGS if f in flags],
+        "bf16_instructions": [f for f in BF16_FLAGS if f in flags],
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": versions,

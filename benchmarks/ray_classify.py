@@ -409,14 +409,21 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="edgecnn-ray-bench-"))
     try:
         folder = args.photos or work / "photos"
-        if not (
-            folder.is_dir() and any(folder.iterdir())
-        ):  # a new scratch folder is filled once, then reused
+        # A scratch folder is filled once, then reused; the record beside it (not in it: classify would read
+        # it as a file) says that a generation of this many photos finished.
+        done = folder.with_name(folder.name + ".complete")
+        if done.is_file() and done.read_text().strip() == str(args.images):
+            mean = warm_cache(folder) / len(list(folder.iterdir()))
+        elif folder.is_dir() and any(folder.iterdir()):
+            raise SystemExit(
+                f"{folder} holds files but no record of a finished generation of {args.images} photos "
+                f"({done.name} beside it): give an empty or new folder"
+            )
+        else:
             t = time.perf_counter()
             mean = make_photos(folder, args.images)
+            done.write_text(f"{args.images}\n")
             print(f"generated {args.images} photos in {time.perf_counter() - t:.0f} s")
-        else:
-            mean = warm_cache(folder) / len(list(folder.iterdir()))
         warm_cache(folder)
         stages = stage_costs(folder, args.model, batch=args.batch)
         stages["driver_rows_per_cpu_second"] = driver_rows_per_cpu_second()

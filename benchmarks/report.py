@@ -36,11 +36,16 @@ def machine_section(results: list[dict[str, Any]]) -> str:
         return ""
     m = results[0]["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    bf16 = next(
+        (r["machine"]["bf16_instructions"] for r in results if "bf16_instructions" in r["machine"]), None
+    )
     return (
         "## The machine\n\n"
         f"- CPU: {m['cpu']}, {m['logical_cores']} logical cores ({m['usable_cores']} usable), "
-        f"int8-relevant instructions: {', '.join(m['int8_instructions']) or 'none'}\n"
-        f"- {m['platform']}, Python {m['python']}\n- {versions}\n"
+        f"int8-relevant instructions: {', '.join(m['int8_instructions']) or 'none'}"
+        + ("" if bf16 is None else f", bfloat16 instructions: {', '.join(bf16) or 'none'}")
+        + "\n"
+        + f"- {m['platform']}, Python {m['python']}\n- {versions}\n"
         "- No GPU: the CUDA execution provider figures are **not measured** (no GPU machine was available for "
         "this work; `edgecnn doctor` on this machine reports CUDA and TensorRT as listed but unable to start).\n"
     )

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import REPO, dataset, write_result
+from common import REPO, RESULTS, dataset, write_result
 from PIL import Image
 
 VIEWS = ("original", "long side 128 px", "long side 64 px", "JPEG quality 40")
@@ -130,7 +130,7 @@ def main() -> None:
         args.name,
         {"run": run_name, "accuracy": accuracy, "latency_ms": latency},
     )
-    (REPO / "benchmarks" / "results" / f"{args.name}.md").write_text(markdown + "\n", encoding="utf-8")
+    (RESULTS / f"{args.name}.md").write_text(markdown + "\n", encoding="utf-8")
     print(markdown)
 
 
