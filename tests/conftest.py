@@ -47,6 +47,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> Pa
             epochs=3,
             batch_size=16,
             base_filters=8,
+            precision="fp32",  # the same arithmetic on every CPU (auto picks bf16 where the CPU has it)
             verbose=0,
         )
     )

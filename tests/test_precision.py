@@ -11,7 +11,7 @@ from edgecnn.cli import app
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ConfigError
 from edgecnn.training.backbones import build_model
-from edgecnn.training.precision import check, cpu_has_bf16, dtype_policy, resolve
+from edgecnn.training.precision import as_float32, check, cpu_has_bf16, dtype_policy, resolve
 from edgecnn.training.train import TrainConfig
 
 runner = CliRunner()
@@ -52,7 +52,9 @@ def test_bad_precision_is_a_config_error(tmp_path):
     check("bf16", "resnet")
     with pytest.raises(ConfigError, match="--precision must be one of auto, fp32, bf16, got 'fp16'"):
         TrainConfig(data_dir=tmp_path, precision="fp16")
-    with pytest.raises(ConfigError, match="--precision bf16 applies to --arch cnn and resnet only"):
+    with pytest.raises(
+        ConfigError, match="--precision bf16 applies to --arch cnn and resnet only, got --arch efficientnetb0"
+    ):
         TrainConfig(data_dir=tmp_path, arch="efficientnetb0", precision="bf16")
     result = runner.invoke(app, ["train", str(tmp_path), "--arch", "vgg16", "--precision", "bf16"])
     assert result.exit_code == 2 and "applies to --arch cnn and resnet only" in result.output
@@ -73,6 +75,36 @@ def test_under_bf16_the_layers_compute_in_it_and_the_head_in_float32(arch):
     assert head.compute_dtype == "float32"
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     assert model(x).dtype == "float32"
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_the_float32_rebuild_carries_every_weight(arch):
+    import keras
+
+    spec = InputSpec.square(32)
+
+    def build(dtype):
+        with dtype_policy(keras, dtype):
+            return build_model(arch, spec, 3, base_filters=8, seed=5)
+
+    trained = build("mixed_bfloat16").model
+    rng = np.random.default_rng(0)  # weights unlike the fresh build's (same seed), BatchNorm statistics too
+    trained.set_weights(
+        [
+            (w * rng.uniform(0.8, 1.2, w.shape) + rng.normal(0, 0.01, w.shape)).astype(np.float32)
+            for w in trained.get_weights()
+        ]
+    )
+    rebuilt = as_float32(trained, build).model
+    assert {layer.dtype_policy.name for layer in rebuilt.layers} == {"float32"}
+    for ours, theirs in zip(rebuilt.weights, trained.weights, strict=True):
+        assert ours.path == theirs.path
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    x = rng.uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    logits_like = np.asarray(rebuilt(x)), np.asarray(trained(x))
+    np.testing.assert_allclose(
+        *logits_like, atol=0.05
+    )  # the same network, bfloat16 against float32 arithmetic
 
 
 def test_a_bf16_run_saves_a_float32_model_that_exports_through_the_gates(tmp_path, synth_dir):

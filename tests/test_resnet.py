@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from edgecnn.cli import app
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ConfigError
-from edgecnn.training.backbones import RESNET_DEPTH, build_model
-from edgecnn.training.models import build_resnet
+from edgecnn.training.backbones import build_model
+from edgecnn.training.models import RESNET_DEPTH, build_resnet
 from edgecnn.training.train import TrainConfig
 
 runner = CliRunner()
@@ -46,7 +46,8 @@ def test_depth_and_width_set_the_size():
 
 
 def test_every_block_starts_as_the_identity():
-    """The last batch-norm of each block starts at zero, so a fresh block passes its shortcut through."""
+    """The last batch-norm of each block starts at zero, so a fresh block passes its shortcut through: the
+    identity where the block keeps width and side, the 1x1 projection where it halves the side."""
     import keras
 
     model = build_resnet(InputSpec.square(32), 2, base_filters=8, depth=2).model
@@ -66,7 +67,7 @@ def test_every_block_starts_as_the_identity():
 def test_depth_is_checked(tmp_path):
     assert TrainConfig(data_dir=tmp_path, arch="resnet").depth is None  # RESNET_DEPTH when built
     assert TrainConfig(data_dir=tmp_path, arch="resnet", depth=3).depth == 3
-    with pytest.raises(ConfigError, match="--depth applies to --arch resnet only"):
+    with pytest.raises(ConfigError, match="--depth applies to --arch resnet only, got --arch cnn"):
         TrainConfig(data_dir=tmp_path, arch="cnn", depth=2)
     for bad in (0, 9):
         with pytest.raises(ConfigError, match=f"--depth must be between 1 and 8 blocks per stage, got {bad}"):
@@ -90,10 +91,12 @@ def test_resnet_trains_and_exports_through_the_gates(tmp_path, synth_dir):
             depth=1,
             epochs=3,
             batch_size=16,
+            precision="bf16",  # the float32 rebuild of a resnet, on any CPU (bf16 is emulated where not native)
             verbose=0,
         )
     )
     report = result.report
     assert report["arch"] == "resnet" and report["config"]["depth"] == 1 and report["epochs_run"] == 3
+    assert report["precision"] == "mixed_bfloat16"
     assert json.loads((run / "report.json").read_text())["contract"]["arch"] == "resnet"
     check_exported(run, "resnet", export_run(run, synth_dir / "train"))

@@ -22,6 +22,7 @@ import numpy as np
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ConfigError, DependencyError
 from edgecnn.training.models import (
+    RESNET_DEPTH,
     VGG16_MEAN_BGR,
     VGG16_WEIGHTS_FILE,
     BuiltModel,
@@ -36,7 +37,6 @@ EFFICIENTNET_STDDEV_RGB = (0.229, 0.224, 0.225)
 CNN_DEFAULTS = (96, 1e-3)  # the networks from scratch (cnn, resnet): (img_size, learning rate)
 #: The ``--arch`` choices trained from scratch, with ``--base-filters``, ``--bn-momentum`` (and ``--depth``).
 SCRATCH = ("cnn", "resnet")
-RESNET_DEPTH = 2  # residual blocks per stage: ResNet-18's layout
 
 
 @dataclass(frozen=True)
@@ -327,8 +327,18 @@ def build_model(
     bn_momentum: float = 0.99,
     depth: int | None = None,
 ) -> BuiltModel:
-    """Build an ``--arch`` choice with the options that apply to it (``weights`` to a backbone, the others to
-    the networks from scratch; ``depth`` to resnet, default ``RESNET_DEPTH``)."""
+    """Build an ``--arch`` choice with the options that apply to it.
+
+    Args:
+        arch: A key of ``ARCHITECTURES``.
+        weights: A backbone's weights ("imagenet", "none" or a file); the networks from scratch ignore it.
+        base_filters, bn_momentum: The networks from scratch's width and BatchNormalization momentum.
+        depth: resnet's blocks per stage (None: ``RESNET_DEPTH``).
+
+    Raises:
+        ConfigError: An unknown ``arch``, or options the architecture cannot take.
+        DependencyError: ImageNet weights cannot be downloaded and are not in Keras' cache.
+    """
     if arch == "cnn":
         return build_cnn(spec, num_classes, base_filters=base_filters, seed=seed, bn_momentum=bn_momentum)
     if arch == "resnet":

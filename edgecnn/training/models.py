@@ -19,6 +19,7 @@ from edgecnn.core.errors import ConfigError, DependencyError
 VGG16_MEAN_BGR = (103.939, 116.779, 123.68)  # Keras' VGG16 preprocess_input ("caffe" mode)
 VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 MIN_SIDE = 32
+RESNET_DEPTH = 2  # residual blocks per stage by default: ResNet-18's layout
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def build_resnet(
     spec: InputSpec,
     num_classes: int,
     base_filters: int = 32,
-    depth: int = 2,
+    depth: int = RESNET_DEPTH,
     dropout: float = 0.3,
     seed: int = 0,
     bn_momentum: float = 0.99,
@@ -98,7 +99,8 @@ def build_resnet(
 
     The blocks are ResNet's basic block (two 3x3 conv/batch-norm layers added to a shortcut, then ReLU); the
     first block of stages 2-4 halves the resolution, with a 1x1 convolution on its shortcut. Each block's last
-    batch-norm starts at zero, so every block starts as the identity (Goyal et al., 2017). ``depth`` 2 is
+    batch-norm starts at zero, so every block starts as its shortcut: the identity where it keeps width and
+    side (Goyal et al., 2017). ``depth`` 2 is
     ResNet-18's layout at half its width (``base_filters`` 32 against 64): about 2.8 M parameters, and at
     96 px about 1.25x the training time per step of ``build_cnn``'s default.
 

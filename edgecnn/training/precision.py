@@ -1,14 +1,15 @@
 """``--precision``: train the networks from scratch in mixed bfloat16 where the CPU computes it natively.
 
 Under Keras' ``mixed_bfloat16`` policy the layers compute in bfloat16 while the weights, the optimizer and the
-loss stay in float32. On a CPU with AVX-512 BF16 or AMX instructions that halves a training step of the default
-CNN (docs/BENCHMARKS.md); elsewhere bfloat16 is emulated and slower, so ``auto`` uses it only there. The saved
-model is always rebuilt in float32 with the trained weights: evaluation, export and inference never see bfloat16.
+loss stay in float32. On a CPU with AVX-512 BF16 or AMX instructions the default CNN trained 1.45x as many images
+per second as in float32 (docs/BENCHMARKS.md, ablation); elsewhere bfloat16 is emulated (not measured here),
+so ``auto`` uses it only there. The saved model is always rebuilt in float32 with the trained weights: the final evaluation,
+export and inference never see bfloat16 (the history's validation loss, which picks the best epoch, does).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ def check(choice: str, arch: str) -> None:
     if choice not in CHOICES:
         raise ConfigError(f"--precision must be one of {', '.join(CHOICES)}, got {choice!r}")
     if choice == "bf16" and arch not in SUPPORTED:
-        raise ConfigError(f"--precision bf16 applies to --arch {' and '.join(SUPPORTED)} only")
+        raise ConfigError(
+            f"--precision bf16 applies to --arch {' and '.join(SUPPORTED)} only, got --arch {arch}"
+        )
 
 
 def resolve(choice: str, arch: str, on_gpu: bool, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -64,3 +67,14 @@ def dtype_policy(keras: Any, policy: str) -> Iterator[None]:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def as_float32(model: Any, build: Callable[[str], Any]) -> Any:
+    """The same network built in float32 (``build("float32")``, a ``BuiltModel``) with ``model``'s weights.
+
+    The variables of a mixed-precision model are float32 already, so the copy is exact; BatchNormalization's
+    moving statistics are weights and travel with it.
+    """
+    built = build("float32")
+    built.model.set_weights(model.get_weights())
+    return built

@@ -17,11 +17,13 @@ logger = logging.getLogger(__name__)
 
 
 def write_model(model: Any, path: Path) -> None:
+    """Save a Keras model atomically: ``path`` holds the old file or the whole new one, never a part."""
     with atomic_output(path) as tmp:
         model.save(str(tmp))
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
     write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 

@@ -28,8 +28,8 @@ from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, SCRATCH, build_
 from edgecnn.training.devices import parse_devices, select_devices
 from edgecnn.training.models import MIN_SIDE, BuiltModel, import_keras
 from edgecnn.training.pipeline import make_dataset
+from edgecnn.training.precision import as_float32, dtype_policy
 from edgecnn.training.precision import check as check_precision
-from edgecnn.training.precision import dtype_policy
 from edgecnn.training.precision import resolve as resolve_precision
 from edgecnn.training.runfiles import write_html_report, write_json, write_model
 from edgecnn.training.schedule import BudgetCosine, EpochTimer, early_stopping, schedule
@@ -64,7 +64,7 @@ class TrainConfig:
     patience: int = 10
     base_filters: int = 32
     bn_momentum: float = 0.99
-    depth: int | None = None  # resnet: blocks per stage (backbones.RESNET_DEPTH)
+    depth: int | None = None  # resnet: blocks per stage (models.RESNET_DEPTH)
     max_minutes: float | None = None
     label_smoothing: float = 0.1
     mixup: float = 0.0
@@ -103,7 +103,7 @@ class TrainConfig:
         if self.arch not in BACKBONES and self.weights not in ("imagenet", "none"):
             raise ConfigError(f"--weights applies to {backbones}")
         if self.depth is not None and self.arch != "resnet":
-            raise ConfigError("--depth applies to --arch resnet only")
+            raise ConfigError(f"--depth applies to --arch resnet only, got --arch {self.arch}")
         if self.depth is not None and not 1 <= self.depth <= 8:
             raise ConfigError(f"--depth must be between 1 and 8 blocks per stage, got {self.depth}")
         if self.val_dir is not None and self.val_split is not None:
@@ -237,8 +237,8 @@ def train(config: TrainConfig) -> TrainResult:
     if policy != "float32":
         say(f"training in {policy} (--precision {config.precision}); the saved model is float32")
 
-    def build(policy: str) -> BuiltModel:
-        with devices.scope(), dtype_policy(keras, policy):
+    def build(dtype: str) -> BuiltModel:
+        with devices.scope(), dtype_policy(keras, dtype):
             return build_model(
                 config.arch,
                 spec,
@@ -327,9 +327,8 @@ def train(config: TrainConfig) -> TrainResult:
     with warnings.catch_warnings():  # the checkpoint's optimizer state may come from the other phase
         warnings.simplefilter("ignore")
         model.load_weights(str(best_path))
-    if policy != "float32":  # the same network in float32, with the trained weights
-        built = build("float32")
-        built.model.set_weights(model.get_weights())
+    if policy != "float32":
+        built = as_float32(model, build)
         model = built.model
 
     say("evaluating the best model on the validation images...")
