@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.cpuinfo import cpu_fields
 from edgecnn.core.version import __version__
 
 #: CPU flags that decide how fast int8 (and fp32) kernels can be on this machine.
@@ -23,12 +24,7 @@ ARM_INT8_FLAGS = ("asimddp", "i8mm")
 
 def cpu_info() -> dict[str, Any]:
     """CPU model name, core counts and the instruction-set flags that matter for int8 kernels."""
-    text = _read_text("/proc/cpuinfo") or ""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
+    fields = cpu_fields()
     present = set((fields.get("flags") or fields.get("Features") or "").split())
     names = ARM_INT8_FLAGS if platform.machine().lower() in ("aarch64", "arm64") else INT8_FLAGS
     flags = {name: ("amx_int8" in present if name == "amx" else name in present) for name in names}
@@ -41,8 +37,8 @@ def cpu_info() -> dict[str, Any]:
         "architecture": platform.machine(),
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
-        "int8_flags": flags if text else {},
-        "int8_kernels": _int8_kernels(flags) if text else "unknown (no /proc/cpuinfo)",
+        "int8_flags": flags if fields else {},
+        "int8_kernels": _int8_kernels(flags) if fields else "unknown (no /proc/cpuinfo)",
     }
 
 

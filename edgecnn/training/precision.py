@@ -3,8 +3,9 @@
 Under Keras' ``mixed_bfloat16`` policy the layers compute in bfloat16 while the weights, the optimizer and the
 loss stay in float32. On a CPU with AVX-512 BF16 or AMX instructions the default CNN trained 1.45x as many images
 per second as in float32 (docs/BENCHMARKS.md, ablation); elsewhere bfloat16 is emulated (not measured here),
-so ``auto`` uses it only there. The saved model is always rebuilt in float32 with the trained weights: the final evaluation,
-export and inference never see bfloat16 (the history's validation loss, which picks the best epoch, does).
+so ``auto`` uses it only there. The saved model is always rebuilt in float32 with the trained weights: the
+final evaluation, export and inference never see bfloat16 (the history's validation loss, which picks the
+best epoch, does).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core.cpuinfo import CPUINFO, cpu_flags
 from edgecnn.core.errors import ConfigError
 
 CHOICES = ("auto", "fp32", "bf16")
@@ -24,16 +26,9 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 SUPPORTED = ("cnn", "resnet")
 
 
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def cpu_has_bf16(cpuinfo: Path = CPUINFO) -> bool:
     """Whether the CPU reports native bfloat16 instructions (False where /proc/cpuinfo cannot be read)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return bool(BF16_FLAGS & set(line.partition(":")[2].split()))
-    return False
+    return bool(BF16_FLAGS & cpu_flags(cpuinfo))
 
 
 def check(choice: str, arch: str) -> None:
@@ -46,7 +41,7 @@ def check(choice: str, arch: str) -> None:
         )
 
 
-def resolve(choice: str, arch: str, on_gpu: bool, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+def resolve(choice: str, arch: str, on_gpu: bool, cpuinfo: Path = CPUINFO) -> str:
     """The policy to train with: ``float32`` or ``mixed_bfloat16``.
 
     ``auto`` picks bfloat16 for a network from scratch trained on a CPU that computes it natively, and float32
