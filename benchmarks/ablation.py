@@ -34,6 +34,7 @@ BASE = {
     "--desaturate": "0",
     "--zoom-out": "0",
     "--ema": "0",
+    "--weight-decay": "0.0001",
     "--precision": "fp32",
 }
 CHANGES: dict[str, dict[str, str]] = {
@@ -51,6 +52,7 @@ CHANGES: dict[str, dict[str, str]] = {
     "zoom-out 1.6": {"--zoom-out": "1.6"},
     "EMA 0.99": {"--ema": "0.99"},
     "bf16": {"--precision": "bf16"},
+    "weight decay 0.05": {"--weight-decay": "0.05"},
     "resnet depth 1": {"--arch": "resnet", "--depth": "1"},
     "resnet depth 2": {"--arch": "resnet", "--depth": "2"},
     "smoothing 0.1 + downscale 0.25 + zoom-out 1.6": {

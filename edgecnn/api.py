@@ -55,7 +55,7 @@ def train(data_dir: PathLike, **options: Any) -> Any:
     Raises:
         ConfigError: An option that cannot work; DatasetError: a folder that cannot be used.
     """
-    from edgecnn.training.train import TrainConfig
+    from edgecnn.training.config import TrainConfig
     from edgecnn.training.train import train as run_training
 
     options.setdefault("verbose", 0)

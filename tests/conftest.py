@@ -36,7 +36,8 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> Path:
     """A tiny CNN trained for a few epochs on the generated data; returns its run folder."""
-    from edgecnn.training.train import TrainConfig, train
+    from edgecnn.training.config import TrainConfig
+    from edgecnn.training.train import train
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
     train(

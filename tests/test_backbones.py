@@ -197,7 +197,7 @@ def test_a_weights_file_for_another_base_is_a_config_error(tmp_path):
 
 
 def test_defaults_and_option_checks(tmp_path):
-    from edgecnn.training.train import TrainConfig
+    from edgecnn.training.config import TrainConfig
 
     expected = {
         "cnn": (96, 1e-3),
@@ -258,7 +258,8 @@ def test_export_parity_and_int8(arch, tmp_path, synth_dir):
 
 
 def train_tiny(tmp_path, arch, weights, log_lines=None):
-    from edgecnn.training.train import TrainConfig, train
+    from edgecnn.training.config import TrainConfig
+    from edgecnn.training.train import train
 
     data = tmp_path / "d"
     write_dataset(data, classes=("circle", "square"), per_class=6, size=32, seed=3)

@@ -44,7 +44,8 @@ SCRIPT = textwrap.dedent(
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from edgecnn.training.train import TrainConfig, train
+    from edgecnn.training.config import TrainConfig
+    from edgecnn.training.train import train
     from edgecnn.conversion.convert import export_all
     data, out, devices = sys.argv[1], sys.argv[2], sys.argv[3]
     result = train(TrainConfig(data_dir=data, out_dir=out, img_size=32, epochs=12, batch_size=8,

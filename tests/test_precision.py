@@ -11,8 +11,8 @@ from edgecnn.cli import app
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ConfigError
 from edgecnn.training.backbones import build_model
+from edgecnn.training.config import TrainConfig
 from edgecnn.training.precision import as_float32, check, cpu_has_bf16, dtype_policy, resolve
-from edgecnn.training.train import TrainConfig
 
 runner = CliRunner()
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"

@@ -51,7 +51,7 @@ def test_cli_train_defaults_match_the_library():
     import typer
 
     from edgecnn.cli import app
-    from edgecnn.training.train import TrainConfig
+    from edgecnn.training.config import TrainConfig
 
     command = typer.main.get_command(app).commands["train"]
     defaults = {p.name: p.default for p in command.params}

@@ -9,8 +9,8 @@ import pytest
 from conftest import TINY_SIZE
 
 from edgecnn.core.errors import ConfigError
-from edgecnn.training.schedule import FLOOR, BudgetCosine, early_stopping
-from edgecnn.training.train import TrainConfig
+from edgecnn.training.config import TrainConfig
+from edgecnn.training.schedule import FLOOR, BudgetCosine, early_stopping, make_optimizer
 
 
 def test_budget_cosine_warms_up_then_decays_with_the_steps():
@@ -84,11 +84,37 @@ def test_budget_cosine_caps_the_warm_up_at_a_fifth_of_the_steps():
         ("ema", 1.0, "--ema"),
         ("zoom_out", 5.0, "--zoom-out"),
         ("bn_momentum", 1.0, "--bn-momentum"),
+        ("weight_decay", -0.01, "--weight-decay"),
+        ("weight_decay", 1.0, "--weight-decay"),
     ],
 )
 def test_recipe_options_are_checked(tmp_path, field, value, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(data_dir=tmp_path, **{field: value})
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_weight_decay_shrinks_the_kernels_and_spares_batch_norm_and_biases(weight_decay):
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Conv2D(4, 3, bias_initializer="ones"),
+            keras.layers.BatchNormalization(),
+        ]
+    )
+    before = {v.path: np.array(v) for v in model.trainable_variables}
+    optimizer = make_optimizer(keras, 0.1, weight_decay, ema=0.0)
+    # A zero gradient moves nothing but the decay: decayed weights shrink by exactly lr x decay.
+    optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in model.trainable_variables])
+    after = {v.path: np.array(v) for v in model.trainable_variables}
+    kernel = next(p for p in before if p.endswith("kernel"))
+    np.testing.assert_allclose(after[kernel], before[kernel] * (1 - 0.1 * weight_decay), rtol=1e-6)
+    spared = [p for p in before if p.split("/")[-1] in ("gamma", "beta", "bias")]
+    assert len(spared) == 3
+    for path in spared:
+        np.testing.assert_array_equal(after[path], before[path])
 
 
 def test_mixup_blends_images_and_labels_with_the_same_weight():

@@ -12,8 +12,8 @@ from edgecnn.cli import app
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ConfigError
 from edgecnn.training.backbones import build_model
+from edgecnn.training.config import TrainConfig
 from edgecnn.training.models import RESNET_DEPTH, build_resnet
-from edgecnn.training.train import TrainConfig
 
 runner = CliRunner()
 

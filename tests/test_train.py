@@ -153,7 +153,8 @@ def test_unknown_arch_is_a_usage_error(tmp_path):
 def test_interrupt_keeps_best_model_and_writes_report(tmp_path, synth_dir, monkeypatch):
     import keras
 
-    from edgecnn.training.train import TrainConfig, train
+    from edgecnn.training.config import TrainConfig
+    from edgecnn.training.train import train
 
     original = keras.callbacks.EarlyStopping.on_epoch_end
 

@@ -176,6 +176,12 @@ def train(
             help="Keep an exponential moving average of the weights with this momentum (e.g. 0.99); validation, early stopping and the saved model use the average (0: off)."
         ),
     ] = 0.0,
+    weight_decay: Annotated[
+        float,
+        typer.Option(
+            help="AdamW's decoupled weight decay: each step shrinks the weights by learning rate x this (BatchNormalization and biases excluded)."
+        ),
+    ] = 1e-4,
     mixup: Annotated[
         float,
         typer.Option(
@@ -192,7 +198,7 @@ def train(
 ) -> None:
     """Train a CNN (plain or residual) or a transfer model (MobileNetV3, EfficientNet-B0, VGG16) on a folder of labelled photos."""
     from edgecnn.core.metrics import format_metrics
-    from edgecnn.training.train import TrainConfig
+    from edgecnn.training.config import TrainConfig
     from edgecnn.training.train import train as run_training
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)

@@ -107,7 +107,8 @@ def make_data(root: Path) -> Path:
 
 
 def train_default(data: Path, run_dir: Path, verbose: int = 2) -> Any:
-    from edgecnn.training.train import TrainConfig, train
+    from edgecnn.training.config import TrainConfig
+    from edgecnn.training.train import train
 
     if run_dir.exists():
         shutil.rmtree(run_dir)

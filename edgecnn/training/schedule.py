@@ -1,4 +1,5 @@
-"""The learning-rate schedule (warm-up, then cosine decay), early stopping, and the time budget of ``--max-minutes``.
+"""The optimizer, its learning-rate schedule (warm-up, then cosine decay), early stopping, and the time budget of
+``--max-minutes``.
 
 Without a time budget the cosine spans the epochs (Keras' ``CosineDecay`` on the step count). With one, a
 run rarely gets through all its epochs, and a cosine over the epochs would stop with the learning rate still
@@ -14,11 +15,35 @@ from typing import Any
 
 #: The cosine ends at this fraction of the peak learning rate.
 FLOOR = 0.02
+#: AdamW's decoupled weight decay: each step shrinks a weight by learning rate x this.
+WEIGHT_DECAY = 1e-4
+#: Variables left out of the weight decay: BatchNormalization's scale and shift, and biases.
+NO_DECAY = ("gamma", "beta", "bias")
 
 
 def clock() -> float:
     """Seconds on a monotonic clock: the time budget's only source of time (a test replaces it)."""
     return time.perf_counter()
+
+
+def make_optimizer(keras: Any, learning_rate: Any, weight_decay: float, ema: float) -> Any:
+    """AdamW with decoupled weight decay on the kernels only (not on ``NO_DECAY``: decaying BatchNormalization's
+    scale or a bias only pulls the layer's output towards zero), and an EMA of the weights when ``ema`` is set.
+
+    Args:
+        keras: The keras module.
+        learning_rate: A rate or a schedule.
+        weight_decay: The decay per step, as a fraction of the learning rate (0: none).
+        ema: The momentum of the weights' moving average (0: no average).
+    """
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        use_ema=bool(ema),
+        ema_momentum=ema or 0.99,
+    )
+    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
+    return optimizer
 
 
 def schedule(keras: Any, lr: float, total_steps: int, warmup_steps: int) -> Any:

@@ -21,113 +21,29 @@ import numpy as np
 
 from edgecnn.core.contract import InputSpec, ModelContract
 from edgecnn.core.dataset import DataSplits, Skipped, discover
-from edgecnn.core.errors import ConfigError, DatasetError, EdgecnnError, OutputError
+from edgecnn.core.errors import DatasetError, EdgecnnError, OutputError
 from edgecnn.core.metrics import Metrics, compute_metrics
 from edgecnn.core.version import __version__
-from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, SCRATCH, build_model, defaults, unfreeze_top
-from edgecnn.training.devices import parse_devices, select_devices
-from edgecnn.training.models import MIN_SIDE, BuiltModel, import_keras
+from edgecnn.training.backbones import build_model, unfreeze_top
+from edgecnn.training.config import TrainConfig
+from edgecnn.training.devices import select_devices
+from edgecnn.training.models import BuiltModel, import_keras
 from edgecnn.training.pipeline import make_dataset
 from edgecnn.training.precision import as_float32, dtype_policy
-from edgecnn.training.precision import check as check_precision
 from edgecnn.training.precision import resolve as resolve_precision
 from edgecnn.training.runfiles import write_html_report, write_json, write_model
-from edgecnn.training.schedule import BudgetCosine, EpochTimer, early_stopping, schedule
+from edgecnn.training.schedule import (
+    BudgetCosine,
+    EpochTimer,
+    early_stopping,
+    make_optimizer,
+    schedule,
+)
 
-WEIGHT_DECAY = 1e-4
-#: Default epochs: the networks from scratch, and the head of a pretrained backbone.
-CNN_EPOCHS, BACKBONE_EPOCHS = 60, 40
 #: Above this many bytes of decoded images, the tf.data cache goes to a file in the run directory.
 MEMORY_CACHE_LIMIT = 4 * 2**30
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one training run; ``__post_init__`` rejects combinations that cannot work."""
-
-    data_dir: Path
-    out_dir: Path | None = None
-    arch: str = "cnn"
-    img_size: int | None = None  # default per architecture
-    epochs: int | None = None  # default per architecture
-    batch_size: int = 32
-    learning_rate: float | None = None  # default per architecture
-    val_dir: Path | None = None
-    val_split: float | None = None
-    augment: bool = True
-    grayscale: bool = False
-    weights: str = "imagenet"
-    fine_tune_epochs: int = 0
-    seed: int = 42
-    patience: int = 10
-    base_filters: int = 32
-    bn_momentum: float = 0.99
-    depth: int | None = None  # resnet: blocks per stage (models.RESNET_DEPTH)
-    max_minutes: float | None = None
-    label_smoothing: float = 0.1
-    mixup: float = 0.0
-    downscale: float = 0.5
-    desaturate: float = 0.0
-    zoom_out: float = 1.6
-    ema: float = 0.0
-    precision: str = "auto"  # auto, fp32 or bf16: see training.precision
-    devices: str | int = "auto"  # auto, all or N: see training.devices
-    verbose: int = 1
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        if self.arch not in ARCHITECTURES:
-            raise ConfigError(f"unknown --arch {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
-        default_size, default_lr = defaults(self.arch)
-        if self.img_size is None:
-            self.img_size = default_size
-        if not MIN_SIDE <= self.img_size <= 1024:
-            raise ConfigError(f"--img-size must be between {MIN_SIDE} and 1024, got {self.img_size}")
-        if self.learning_rate is None:
-            self.learning_rate = default_lr
-        if not 0 < self.learning_rate < 1:
-            raise ConfigError(f"--learning-rate must be between 0 and 1, got {self.learning_rate}")
-        if self.epochs is None:
-            self.epochs = CNN_EPOCHS if self.arch in SCRATCH else BACKBONE_EPOCHS
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.fine_tune_epochs < 0:
-            raise ConfigError(f"--fine-tune-epochs must be 0 or more, got {self.fine_tune_epochs}")
-        backbones = f"--arch {', '.join(list(BACKBONES)[:-1])} and {list(BACKBONES)[-1]} only"
-        if self.fine_tune_epochs and self.arch not in BACKBONES:
-            raise ConfigError(f"--fine-tune-epochs applies to {backbones}")
-        if self.arch not in BACKBONES and self.weights not in ("imagenet", "none"):
-            raise ConfigError(f"--weights applies to {backbones}")
-        if self.depth is not None and self.arch != "resnet":
-            raise ConfigError(f"--depth applies to --arch resnet only, got --arch {self.arch}")
-        if self.depth is not None and not 1 <= self.depth <= 8:
-            raise ConfigError(f"--depth must be between 1 and 8 blocks per stage, got {self.depth}")
-        if self.val_dir is not None and self.val_split is not None:
-            raise ConfigError("give either --val-dir or --val-split, not both")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.mixup <= 10:
-            raise ConfigError(f"--mixup must be between 0 (off) and 10, got {self.mixup}")
-        if not 0 < self.bn_momentum < 1:
-            raise ConfigError(f"--bn-momentum must be between 0 and 1, got {self.bn_momentum}")
-        if not 0 <= self.downscale <= 1:
-            raise ConfigError(f"--downscale must be a probability between 0 and 1, got {self.downscale}")
-        if not 0 <= self.ema < 1:
-            raise ConfigError(f"--ema must be 0 (off) or a momentum below 1 such as 0.99, got {self.ema}")
-        if self.zoom_out and not 1 < self.zoom_out <= 4:
-            raise ConfigError(f"--zoom-out must be 0 (off) or above 1 and at most 4, got {self.zoom_out}")
-        if not 0 <= self.desaturate <= 1:
-            raise ConfigError(f"--desaturate must be a probability between 0 and 1, got {self.desaturate}")
-        self.devices = parse_devices(self.devices)
-        check_precision(self.precision, self.arch)
-        if self.patience < 1:
-            raise ConfigError(f"--patience must be at least 1, got {self.patience}")
 
 
 @dataclass
@@ -287,12 +203,7 @@ def train(config: TrainConfig) -> TrainResult:
             say(f"fine-tuning {what} for {epochs} epoch(s) at learning rate {lr:g}")
         with devices.scope():
             model.compile(
-                optimizer=keras.optimizers.AdamW(
-                    learning_rate=learning_rate,
-                    weight_decay=WEIGHT_DECAY,
-                    use_ema=bool(config.ema),
-                    ema_momentum=config.ema or 0.99,
-                ),
+                optimizer=make_optimizer(keras, learning_rate, config.weight_decay, config.ema),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             )
