@@ -40,8 +40,9 @@ def test_budget_cosine_follows_the_clock_when_time_runs_out_first():
 
 
 @pytest.mark.parametrize("first_epoch", [0, 20])  # the first phase, and a fine-tuning phase after 20 epochs
-def test_early_stopping_waits_for_the_second_half_of_the_phase(first_epoch):
-    """A validation loss that only gets worse: no stop in the phase's first half, then a stop after patience."""
+def test_early_stopping_waits_for_the_last_third_of_the_phase(first_epoch):
+    """A validation loss that only gets worse: no stop in the phase's first two thirds, then a stop after
+    patience."""
     import keras
 
     class Weights:  # what EarlyStopping asks of its model
@@ -62,8 +63,8 @@ def test_early_stopping_waits_for_the_second_half_of_the_phase(first_epoch):
         if stopper.model.stop_training:
             stopped_at = epoch - first_epoch
             break
-    # Watched from the phase's epoch 10 on: the best there, then 3 epochs without a better one.
-    assert stopped_at == 13
+    # Watched from the phase's epoch 13 (2/3 of 20) on: the best there, then 3 epochs without a better one.
+    assert stopped_at == 16
 
 
 def test_budget_cosine_caps_the_warm_up_at_a_fifth_of_the_steps():

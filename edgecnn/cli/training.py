@@ -121,7 +121,7 @@ def train(
     patience: Annotated[
         int,
         typer.Option(
-            help="Early stopping: epochs without a better validation loss, counted from the middle of the epochs."
+            help="Early stopping: epochs without a better validation loss, counted from two thirds of the epochs."
         ),
     ] = 10,
     base_filters: Annotated[

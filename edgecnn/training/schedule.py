@@ -15,6 +15,8 @@ from typing import Any
 
 #: The cosine ends at this fraction of the peak learning rate.
 FLOOR = 0.02
+#: Early stopping watches the validation loss from this many thirds of a phase's epochs on.
+PATIENCE_FROM = 2
 #: AdamW's decoupled weight decay: each step shrinks a weight by learning rate x this.
 WEIGHT_DECAY = 1e-4
 #: Variables left out of the weight decay: BatchNormalization's scale and shift, and biases.
@@ -60,10 +62,11 @@ def schedule(keras: Any, lr: float, total_steps: int, warmup_steps: int) -> Any:
 
 
 def early_stopping(keras: Any, first_epoch: int, epochs: int, patience: int) -> Any:
-    """Stop after ``patience`` epochs without a lower validation loss, counted from the middle of the phase.
+    """Stop after ``patience`` epochs without a lower validation loss, counted from two thirds of the phase.
 
-    In the first half the learning rate is still high and the validation loss jumps from epoch to epoch: a stop
-    there gives up the low-rate epochs that gain the most (the runs are in the ablation notes of docs/BENCHMARKS.md).
+    Until then the cosine holds the learning rate above about a quarter of its peak, and the validation loss
+    jumps from epoch to epoch: a stop there gives up the low-rate epochs that gain the most (the runs are in
+    the ablation notes of docs/BENCHMARKS.md).
 
     Args:
         first_epoch: The phase's first epoch (Keras counts the epochs of all phases).
@@ -73,7 +76,7 @@ def early_stopping(keras: Any, first_epoch: int, epochs: int, patience: int) -> 
         monitor="val_loss",
         patience=patience,
         restore_best_weights=True,
-        start_from_epoch=first_epoch + epochs // 2,
+        start_from_epoch=first_epoch + PATIENCE_FROM * epochs // 3,
     )
 
 
