@@ -1,7 +1,7 @@
 """Edge backbones side by side: ONNX file size and CPU latency per image, fp32 and int8, batch 1 and 8.
 
 Every ``--arch`` is built at its default input size with weights none (size and speed do not depend on the
-weights; ImageNet weights cannot be downloaded here): the default CNN (96 px, 32 base filters), MobileNetV3
+weights; ImageNet weights cannot be downloaded here): the default CNN (112 px, 32 base filters), MobileNetV3
 Small and Large, EfficientNet-B0 and VGG16 (224 px). Each is saved as a run folder and exported the way
 `edgecnn export RUN --int8 --no-accuracy-gate --calib DATA/train --calib-size N` does (fp32 through the parity
 gate, int8 QDQ calibrated on N cats_dogs training photos; read in place, never copied). Latency is measured

@@ -74,7 +74,8 @@ def training_section() -> str:
         )
     if rows:
         parts.append(
-            "Default settings: the CNN from scratch at 96 px, 60 epochs at most, augmentation (one affine warp "
+            "Default settings: the CNN from scratch at 112 px (rows with `--img-size 96` trained at the default "
+            "before), 60 epochs at most, augmentation (one affine warp "
             "zooming out as far as 1.6x, contrast, brightness, a random downscale for half of the images), "
             "label smoothing 0.1, AdamW with warm-up and cosine decay, mixed bfloat16 on a CPU that computes it "
             "natively (this one does; rows with `--precision fp32` trained in float32, the default before), "

@@ -70,7 +70,7 @@ def train(
     img_size: Annotated[
         int | None,
         typer.Option(
-            help="Square input side in pixels [default: 96 for cnn and resnet, 224 for the backbones]."
+            help="Square input side in pixels [default: 112 for cnn and resnet, 224 for the backbones]."
         ),
     ] = None,
     epochs: Annotated[

@@ -34,7 +34,7 @@ from edgecnn.training.models import (
 
 #: EfficientNet's ImageNet standard deviations (keras.applications.efficientnet.IMAGENET_STDDEV_RGB).
 EFFICIENTNET_STDDEV_RGB = (0.229, 0.224, 0.225)
-CNN_DEFAULTS = (96, 1e-3)  # the networks from scratch (cnn, resnet): (img_size, learning rate)
+CNN_DEFAULTS = (112, 1e-3)  # the networks from scratch (cnn, resnet): (img_size, learning rate)
 #: The ``--arch`` choices trained from scratch, with ``--base-filters``, ``--bn-momentum`` (and ``--depth``).
 SCRATCH = ("cnn", "resnet")
 
