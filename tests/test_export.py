@@ -171,10 +171,11 @@ def test_auto_reports_every_candidate(exported, tmp_path, synth_dir):
     from edgecnn.core.dataset import list_class_folder
 
     samples = list_class_folder(synth_dir / "val").samples
+    calib = samples[:13]  # a prime count: batches of 8 would end short, which histogram calibration refused
     result = quantize_model(
         exported[0],
         tmp_path / "auto.onnx",
-        samples,
+        calib,
         "test",
         eval_samples=samples,
         method="auto",
@@ -184,6 +185,7 @@ def test_auto_reports_every_candidate(exported, tmp_path, synth_dir):
     assert {(c.method, c.per_channel) for c in result.candidates} == {
         (m, pc) for m in ("minmax", "entropy", "percentile") for pc in (True, False)
     }
+    assert all(c.error is None and c.accuracy is not None for c in result.candidates), result.candidates
     assert result.chosen in result.candidates and result.int8_accuracy is not None
 
 
@@ -294,3 +296,18 @@ def test_stale_partial_files_of_killed_exports_are_cleaned_up(tmp_path):
         tmp.write_bytes(b"model")
     assert target.read_bytes() == b"model"
     assert not old.exists() and fresh.exists()
+
+
+def test_calibration_batches_are_all_one_size():
+    import numpy as np
+
+    from edgecnn.conversion.quantize import even_batches
+
+    batches = [np.zeros((8, 2, 2, 3), np.float32)] * 37 + [np.ones((4, 2, 2, 3), np.float32)]  # 300 images
+    even = even_batches(batches)
+    assert {len(b) for b in even} == {6} and sum(len(b) for b in even) == 300
+    assert float(np.concatenate(even)[-4:].min()) == 1.0  # the same images, in order
+    assert [len(b) for b in even_batches([np.zeros((7, 1), np.float32), np.zeros((6, 1), np.float32)])] == [
+        1
+    ] * 13
+    assert even_batches([]) == []

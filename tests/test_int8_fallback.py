@@ -212,7 +212,18 @@ def test_fallback_off_fails_as_before(tmp_path, colour_samples):
             fallback=False,
         )
     assert "nothing was written" in str(caught.value) and "kept in fp32" not in str(caught.value)
+    assert "Try --calib-method auto, more --calib-size" in str(caught.value)  # only minmax was tried
     assert not output.exists()
+
+
+def test_advice_after_every_calibration_method_does_not_suggest_auto():
+    from edgecnn.conversion.sensitivity import Candidate, over_budget_error
+
+    tried = [
+        Candidate(m, pc, accuracy=0.5) for m in ("minmax", "entropy", "percentile") for pc in (True, False)
+    ]
+    message = str(over_budget_error(tried, 0.9, 1.0, None))
+    assert message.endswith("Try more --calib-size, or a larger budget") and "per-tensor: 50.00%" in message
 
 
 def test_fallback_that_cannot_meet_the_budget_fails_and_writes_nothing(tmp_path, colour_samples):

@@ -149,12 +149,25 @@ def decode_batches(
     return batches, labels, skipped
 
 
+def even_batches(batches: Sequence[np.ndarray], most: int = 8) -> list[np.ndarray]:
+    """The same images in batches of one size: the largest divisor of their count up to ``most``.
+
+    ONNX Runtime's histogram calibrators (entropy, percentile) stack every batch's tensors into one array, which
+    fails on a short last batch ("inhomogeneous shape"); minmax does not care.
+    """
+    if not batches:
+        return []
+    images = np.concatenate(list(batches))
+    size = max(d for d in range(1, min(most, len(images)) + 1) if len(images) % d == 0)
+    return [images[i : i + size] for i in range(0, len(images), size)]
+
+
 class _Reader:
-    """A CalibrationDataReader over already-decoded calibration batches."""
+    """A CalibrationDataReader over already-decoded calibration images, in batches of one size."""
 
     def __init__(self, input_name: str, batches: Sequence[np.ndarray]) -> None:
         self.input_name = input_name
-        self.batches = list(batches)
+        self.batches = even_batches(batches)
         self.index = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:

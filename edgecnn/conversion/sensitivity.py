@@ -232,9 +232,11 @@ def over_budget_error(
     )
     fp32_text = f"{fp32_acc * 100:.2f}%" if fp32_acc is not None else "n/a"
     also = f", and {fallback.describe_failure()}" if fallback is not None else ""
+    tried_all = {c.method for c in candidates} >= {"minmax", "entropy", "percentile"}
+    advice = ("" if tried_all else "--calib-method auto, ") + "more --calib-size, or a larger budget"
     return ExportError(
         f"int8 accuracy drops more than {budget} pp below fp32 ({fp32_text}) for every candidate "
-        f"({detail}){also}; nothing was written. Try --calib-method auto, more --calib-size, or a larger budget"
+        f"({detail}){also}; nothing was written. Try {advice}"
     )
 
 
