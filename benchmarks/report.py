@@ -150,16 +150,25 @@ def training_section() -> str:
     return "\n".join(parts)
 
 
+def run_of(result: dict) -> str:
+    """The run folder a benchmark's command names (``--run DIR``), or the one the scripts default to."""
+    words = result.get("command", "").split()
+    return words[words.index("--run") + 1] if "--run" in words[:-1] else "runs/cats_dogs-cnn"
+
+
 def export_section() -> str:
     r = load("export_int8")
     if r is None:
         return ""
     c = r["cnn"]
     drop = c["accuracy_drop_pp"]
+    trained = load("train_cats_dogs") or {}
+    same_run = f"--out {run_of(r)} " in trained.get("train_command", "") + " "
     lines = [
         "## Export and int8 (`edgecnn export --int8`)\n",
-        f"A CNN trained on cats_dogs with the default settings (`{r.get('run', 'runs/cats_dogs-cnn')}`, an earlier "
-        "training run than the table above; every section below uses this same model), calibrated on 300 of its "
+        f"The CNN trained on cats_dogs with the default settings (`{run_of(r)}`, "
+        + ("the cats_dogs run of the training table" if same_run else "named in the command below")
+        + "; the sections below that name the same run use this model), calibrated on 300 of its "
         "training images, evaluated on the 1,000 validation images; speed with ONNX Runtime on the CPU at batch 8, "
         "median of repeated runs.\n",
         "| figure | value | target |\n|---|---|---|",
