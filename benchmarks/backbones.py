@@ -200,6 +200,9 @@ def render() -> str:
         "",
     ]
     text = "\n".join(lines)
+    notes = RESULTS / "backbones_notes.md"  # measurements of trained models, written by hand
+    if notes.is_file():
+        text += "\n" + notes.read_text(encoding="utf-8")
     (RESULTS / "backbones.md").write_text(text, encoding="utf-8")
     return text
 

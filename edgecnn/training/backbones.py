@@ -72,8 +72,8 @@ _MOBILENET_PRE = "x / 127.5 - 1 (MobileNetV3's Rescaling layer in graph)"
 
 #: ``--arch`` name -> backbone, cheapest first. Every ImageNet backbone defaults to 224 px, the size its
 #: weights were trained at: pretrained filters transfer best at the object scale they learnt. At 224 px,
-#: MobileNetV3-Small still runs faster in fp32 than the default CNN at 96 px, MobileNetV3-Large and
-#: EfficientNet-B0 within about 3x of it (benchmarks/results/backbones.md).
+#: MobileNetV3-Small still runs faster in fp32 than the default CNN at 112 px, MobileNetV3-Large and
+#: EfficientNet-B0 within about 2x of it (benchmarks/results/backbones.md).
 #: A new head on a frozen base trains at Adam's usual 1e-3; VGG16 keeps the 5e-4 it has always had.
 BACKBONES: dict[str, Backbone] = {
     "mobilenetv3small": Backbone(
