@@ -200,8 +200,8 @@ def test_defaults_and_option_checks(tmp_path):
     from edgecnn.training.config import TrainConfig
 
     expected = {
-        "cnn": (96, 1e-3),
-        "resnet": (96, 1e-3),
+        "cnn": (112, 1e-3),
+        "resnet": (112, 1e-3),
         "mobilenetv3small": (224, 1e-3),
         "mobilenetv3large": (224, 1e-3),
         "efficientnetb0": (224, 1e-3),

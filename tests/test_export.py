@@ -301,7 +301,7 @@ def test_stale_partial_files_of_killed_exports_are_cleaned_up(tmp_path):
 def test_calibration_batches_are_all_one_size():
     import numpy as np
 
-    from edgecnn.conversion.quantize import even_batches
+    from edgecnn.conversion.calibration import even_batches
 
     batches = [np.zeros((8, 2, 2, 3), np.float32)] * 37 + [np.ones((4, 2, 2, 3), np.float32)]  # 300 images
     even = even_batches(batches)

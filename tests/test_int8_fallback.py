@@ -279,7 +279,8 @@ def test_default_cnn_with_a_tight_budget_keeps_its_last_layer_in_fp32(exported, 
     The budget is 20 pp: the tiny model sits near chance, so int8 rounding anywhere flips near-ties (on some
     training runs 2 of 24 images even with 8 of 9 layers kept fp32); the ruined layer alone costs 65-90 pp.
     """
-    from edgecnn.conversion.quantize import decode_batches, predict_all
+    from edgecnn.conversion.calibration import decode_batches
+    from edgecnn.conversion.quantize import predict_all
     from edgecnn.core.dataset import list_class_folder
 
     model = tmp_path / "cnn.onnx"

@@ -248,8 +248,7 @@ def test_cnn_batch_norm_momentum_is_set_on_every_layer():
 def test_default_recipe_per_architecture(tmp_path):
     cnn = TrainConfig(data_dir=tmp_path)
     assert (cnn.epochs, cnn.label_smoothing, cnn.downscale, cnn.mixup) == (60, 0.1, 0.5, 0.0)
-    assert (cnn.desaturate, cnn.zoom_out, cnn.img_size) == (0.0, 1.6, 112)
-    assert TrainConfig(data_dir=tmp_path, arch="mobilenetv3small").img_size == 224
+    assert (cnn.desaturate, cnn.zoom_out) == (0.0, 1.6)
     assert TrainConfig(data_dir=tmp_path, arch="vgg16").epochs == 40
     assert TrainConfig(data_dir=tmp_path, epochs=3).epochs == 3
 

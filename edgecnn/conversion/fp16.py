@@ -39,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.conversion.calibration import decode_batches
 from edgecnn.conversion.convert import ParityReport, judge_parity
-from edgecnn.conversion.quantize import decode_batches, drop_pp, latency_sample, measure_latency
+from edgecnn.conversion.quantize import drop_pp, latency_sample, measure_latency
 from edgecnn.conversion.samples import folder_samples, parity_samples, training_samples
 from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import ModelContract

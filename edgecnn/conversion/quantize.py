@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.conversion.calibration import CalibrationReader, decode_batches
 from edgecnn.conversion.sensitivity import (
     Candidate,
     Fallback,
@@ -37,7 +38,6 @@ from edgecnn.conversion.sensitivity import (
 from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import ModelContract
 from edgecnn.core.dataset import Sample
-from edgecnn.core.decode import iter_batches
 from edgecnn.core.errors import ConfigError, DatasetError, DependencyError, ExportError
 from edgecnn.core.onnxfile import (
     file_sha256,
@@ -136,51 +136,6 @@ def _quantization_api() -> Any:
     return quantization
 
 
-def decode_batches(
-    samples: Sequence[Sample], contract: ModelContract, batch_size: int
-) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[Path, str]]]:
-    """Decoded float32 batches and their labels; unreadable files are returned, not raised."""
-    batches, labels, skipped = [], [], []
-    for batch, y, _, bad in iter_batches(samples, contract, batch_size, workers=None):
-        skipped.extend(bad)
-        if len(batch):
-            batches.append(batch)
-            labels.append(y)
-    return batches, labels, skipped
-
-
-def even_batches(batches: Sequence[np.ndarray], most: int = 8) -> list[np.ndarray]:
-    """The same images in batches of one size: the largest divisor of their count up to ``most``.
-
-    ONNX Runtime's histogram calibrators (entropy, percentile) stack every batch's tensors into one array, which
-    fails on a short last batch ("inhomogeneous shape"); minmax does not care.
-    """
-    if not batches:
-        return []
-    images = np.concatenate(list(batches))
-    size = max(d for d in range(1, min(most, len(images)) + 1) if len(images) % d == 0)
-    return [images[i : i + size] for i in range(0, len(images), size)]
-
-
-class _Reader:
-    """A CalibrationDataReader over already-decoded calibration images, in batches of one size."""
-
-    def __init__(self, input_name: str, batches: Sequence[np.ndarray]) -> None:
-        self.input_name = input_name
-        self.batches = even_batches(batches)
-        self.index = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.index >= len(self.batches):
-            return None
-        batch = self.batches[self.index]
-        self.index += 1
-        return {self.input_name: batch}
-
-    def rewind(self) -> None:
-        self.index = 0
-
-
 def preprocess_for_quantization(fp32_path: Path, out_path: Path) -> None:
     """ONNX Runtime's pre-processing: symbolic shape inference and graph clean-up before calibration."""
     q = _quantization_api()
@@ -221,7 +176,7 @@ def quantize_once(
         q.quantize_static(
             str(pre_path),
             str(out_path),
-            _Reader(input_name, calib),
+            CalibrationReader(input_name, calib),
             quant_format=q.QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=q.QuantType.QInt8,
