@@ -47,7 +47,8 @@ class CalibrationReader:
 
     def __init__(self, input_name: str, batches: Sequence[np.ndarray]) -> None:
         self.input_name = input_name
-        self.batches = even_batches(batches)
+        ragged = len({len(b) for b in batches}) > 1
+        self.batches = even_batches(batches) if ragged else list(batches)
         self.index = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:

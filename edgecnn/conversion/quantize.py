@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.conversion.calibration import CalibrationReader, decode_batches
+from edgecnn.conversion.calibration import CalibrationReader, decode_batches, even_batches
 from edgecnn.conversion.sensitivity import (
     Candidate,
     Fallback,
@@ -299,6 +299,7 @@ def quantize_model(
 
     say(f"decoding {len(calib_samples)} calibration images...")
     calib, _, calib_bad = decode_batches(calib_samples, contract, batch_size=8)
+    calib = even_batches(calib)  # once: every quantisation of this export reads them as they are
     calib_count = sum(len(b) for b in calib)
     if not calib_count:
         raise DatasetError(f"none of the calibration images in {calib_source} could be read")
