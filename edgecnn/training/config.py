@@ -8,12 +8,25 @@ from pathlib import Path
 from edgecnn.core.errors import ConfigError
 from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, SCRATCH, defaults
 from edgecnn.training.devices import parse_devices
+from edgecnn.training.efficientnet_lite import installed_weights
 from edgecnn.training.models import MIN_SIDE
 from edgecnn.training.precision import check as check_precision
 from edgecnn.training.schedule import WEIGHT_DECAY
 
-#: Default epochs: the networks from scratch, and the head of a pretrained backbone.
-CNN_EPOCHS, BACKBONE_EPOCHS = 60, 40
+#: Default epochs of the networks from scratch (a backbone's are in its table entry).
+CNN_EPOCHS = 60
+#: The default ``--arch`` where its ImageNet weights are installed (the training extra brings them).
+DEFAULT_PRETRAINED = "efficientnet-lite0"
+
+
+def default_arch(weights: str) -> str:
+    """EfficientNet-Lite0 fine-tuned from ImageNet when its weights are installed, else the CNN from scratch.
+
+    ``--weights none`` asks for no pretrained weights: the CNN, the network designed to train from scratch.
+    """
+    if weights != "none" and (weights != "imagenet" or installed_weights(DEFAULT_PRETRAINED) is not None):
+        return DEFAULT_PRETRAINED
+    return "cnn"
 
 
 @dataclass
@@ -22,7 +35,7 @@ class TrainConfig:
 
     data_dir: Path
     out_dir: Path | None = None
-    arch: str = "cnn"
+    arch: str | None = None  # default_arch(): EfficientNet-Lite0 where its weights are installed, else cnn
     img_size: int | None = None  # default per architecture
     epochs: int | None = None  # default per architecture
     batch_size: int = 32
@@ -32,7 +45,7 @@ class TrainConfig:
     augment: bool = True
     grayscale: bool = False
     weights: str = "imagenet"
-    fine_tune_epochs: int = 0
+    fine_tune_epochs: int | None = None  # default per architecture (0 without pretrained weights)
     seed: int = 42
     patience: int = 10
     base_filters: int = 32
@@ -52,6 +65,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.arch is None:
+            self.arch = default_arch(self.weights)
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown --arch {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
         default_size, default_lr = defaults(self.arch)
@@ -63,8 +78,12 @@ class TrainConfig:
             self.learning_rate = default_lr
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"--learning-rate must be between 0 and 1, got {self.learning_rate}")
+        backbone = BACKBONES.get(self.arch)
         if self.epochs is None:
-            self.epochs = CNN_EPOCHS if self.arch in SCRATCH else BACKBONE_EPOCHS
+            self.epochs = CNN_EPOCHS if backbone is None else backbone.epochs
+        if self.fine_tune_epochs is None:
+            pretrained = backbone is not None and self.weights != "none"
+            self.fine_tune_epochs = backbone.fine_tune_epochs if pretrained else 0
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.core.errors import DependencyError
-from edgecnn.training.torchfile import StateDict, WeightsFileError, read_state_dict
+from edgecnn.core.errors import DependencyError, WeightsFileError
+from edgecnn.training.torchfile import StateDict, read_state_dict
 
 #: EfficientNet-B0's stages: (expand ratio, kernel, stride, output filters, repeats).
 B0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),

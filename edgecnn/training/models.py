@@ -31,6 +31,9 @@ class BuiltModel:
     base: Any = None  # the pretrained base of a backbone, for freezing and fine-tuning
     # The base's first layer that fine-tuning unfreezes; None: nothing is frozen (no base, or from scratch).
     fine_tune_from: str | None = None
+    #: Where pretrained weights came from (for the run's record): "weights", and for a file edgecnn read
+    #: itself its "file" and "sha256"; None: no pretrained weights.
+    weights: dict[str, Any] | None = None
 
 
 def build_cnn(

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.errors import WeightsFileError
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
@@ -45,10 +45,6 @@ STORAGE_DTYPES = {
     "BoolStorage": np.bool_,
 }
 MAX_TENSORS = 100_000
-
-
-class WeightsFileError(EdgecnnError):
-    """A weights file that is missing, truncated, tampered with, or not a PyTorch legacy state dict."""
 
 
 @dataclass(frozen=True)

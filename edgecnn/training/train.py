@@ -257,6 +257,8 @@ def train(config: TrainConfig) -> TrainResult:
         "epochs_run": epochs_run,
         "best_epoch": best_epoch,
     }
+    if built.weights is not None:  # which pretrained weights, by hash; the local path stays in the report
+        training_summary["pretrained"] = {k: v for k, v in built.weights.items() if k != "file"}
     contract = ModelContract(
         labels=tuple(splits.classes),
         input=spec,
@@ -285,6 +287,7 @@ def train(config: TrainConfig) -> TrainResult:
         "devices": {"names": devices.names, "replicas": devices.replicas, "global_batch": global_batch},
         "precision": policy,
         "parameters": int(model.count_params()),
+        "pretrained": built.weights,
         "data": {**splits.describe(), "seed": config.seed, "train_images": n_train, "val_images": n_val},
         "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
         "config": _config_dict(config),
