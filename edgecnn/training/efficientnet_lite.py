@@ -204,42 +204,73 @@ def to_keras(array: np.ndarray, layer_kind: str) -> np.ndarray:
     return array
 
 
-def set_weights(model: Any, arch: str, state: StateDict, include_top: bool = False) -> None:
-    """Copy a state dict's tensors into ``model`` (built by ``build_base``), every shape checked first.
+def torch_shapes(arch: str, include_top: bool = False) -> dict[str, tuple[int, ...]]:
+    """The state-dict name and PyTorch shape of every tensor ``arch`` takes (BatchNormalization's included)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv(name: str, out: int, inp: int, kernel: int = 1) -> None:
+        shapes[name] = (out, inp, kernel, kernel)
+
+    def bn(prefix: str, channels: int) -> None:
+        for part in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{prefix}.{part}"] = (channels,)
+
+    conv("_conv_stem.weight", STEM_FILTERS, 3, 3)
+    bn("_bn0", STEM_FILTERS)
+    for block in blocks(VARIANTS[arch]):
+        prefix, hidden = f"_blocks.{block.index}", block.filters_in * block.expand
+        if block.expand != 1:
+            conv(f"{prefix}._expand_conv.weight", hidden, block.filters_in)
+            bn(f"{prefix}._bn0", hidden)
+        conv(f"{prefix}._depthwise_conv.weight", hidden, 1, block.kernel)
+        bn(f"{prefix}._bn1", hidden)
+        conv(f"{prefix}._project_conv.weight", block.filters_out, hidden)
+        bn(f"{prefix}._bn2", block.filters_out)
+        last = block.filters_out
+    conv("_conv_head.weight", HEAD_FILTERS, last)
+    bn("_bn1", HEAD_FILTERS)
+    if include_top:
+        shapes["_fc.weight"], shapes["_fc.bias"] = (IMAGENET_CLASSES, HEAD_FILTERS), (IMAGENET_CLASSES,)
+    return shapes
+
+
+def check_state(arch: str, state: StateDict, include_top: bool = False) -> None:
+    """Refuse a state dict that is not ``arch``'s: a tensor missing, unknown, of the wrong shape or not finite.
 
     Raises:
-        WeightsFileError: A tensor is missing, unused or of the wrong shape: the file is not ``arch``'s.
+        WeightsFileError: Naming the first offending tensor and how many there are.
     """
-    mapping = weight_map(arch, include_top)
+    expected = torch_shapes(arch, include_top)
     tensors = state.tensors
-    used = {name for roles in mapping.values() for name in roles.values()}
-    # num_batches_tracked counts training steps; the classifier is unused without the top.
+    # num_batches_tracked counts training steps; the ImageNet classifier is not used without the top.
     spare = {n for n in tensors if n.endswith("num_batches_tracked") or n.startswith("_fc.")}
-    missing = sorted(used - set(tensors))
-    unknown = sorted(set(tensors) - used - spare)
+    missing = sorted(set(expected) - set(tensors))
+    unknown = sorted(set(tensors) - set(expected) - spare)
+    wrong = [n for n in expected if n in tensors and tuple(tensors[n].shape) != expected[n]]
+    problem = None
     if missing or unknown:
-        what = f"lacks {missing[0]}" if missing else f"has {unknown[0]}, which {arch} has no place for"
-        raise WeightsFileError(
-            f"{state.path} does not hold {arch} weights: it {what} "
-            f"({len(missing)} tensor(s) missing, {len(unknown)} unknown)"
-        )
-    assignments: list[tuple[Any, list[np.ndarray]]] = []
-    for layer_name, roles in mapping.items():
+        first = f"lacks {missing[0]}" if missing else f"has {unknown[0]}, which {arch} has no place for"
+        problem = f"it {first} ({len(missing)} tensor(s) missing, {len(unknown)} unknown)"
+    elif wrong:
+        name = wrong[0]
+        problem = f"{name} has shape {tuple(tensors[name].shape)} where {arch} needs {expected[name]}"
+    elif not all(np.isfinite(tensors[n]).all() for n in expected):
+        problem = f"{next(n for n in expected if not np.isfinite(tensors[n]).all())} holds NaN or infinity"
+    if problem:
+        raise WeightsFileError(f"{state.path} does not hold {arch} weights: {problem}")
+
+
+def set_weights(model: Any, arch: str, state: StateDict, include_top: bool = False) -> None:
+    """Copy a state dict's tensors into ``model`` (built by ``build_base``), every tensor checked first.
+
+    Raises:
+        WeightsFileError: The file is not ``arch``'s (``check_state``).
+    """
+    check_state(arch, state, include_top)
+    for layer_name, roles in weight_map(arch, include_top).items():
         layer = model.get_layer(layer_name)
-        values = []
-        for variable in layer.weights:
-            role = variable.path.split("/")[-1]
-            source = roles[role]
-            value = to_keras(tensors[source], type(layer).__name__)
-            if tuple(value.shape) != tuple(variable.shape):
-                raise WeightsFileError(
-                    f"{state.path} does not hold {arch} weights: {source} has shape "
-                    f"{tuple(tensors[source].shape)}, {layer_name} needs {tuple(variable.shape)}"
-                )
-            values.append(value)
-        assignments.append((layer, values))
-    for layer, values in assignments:
-        layer.set_weights(values)
+        kind = type(layer).__name__
+        layer.set_weights([to_keras(state.tensors[roles[v.path.split("/")[-1]]], kind) for v in layer.weights])
 
 
 def installed_weights(arch: str) -> Path | None:

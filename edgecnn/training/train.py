@@ -24,7 +24,7 @@ from edgecnn.core.dataset import DataSplits, Skipped, discover
 from edgecnn.core.errors import DatasetError, EdgecnnError, OutputError
 from edgecnn.core.metrics import Metrics, compute_metrics
 from edgecnn.core.version import __version__
-from edgecnn.training.backbones import build_model, unfreeze_top
+from edgecnn.training.backbones import build_model, check_weights, unfreeze_top
 from edgecnn.training.config import TrainConfig
 from edgecnn.training.devices import select_devices
 from edgecnn.training.models import BuiltModel, import_keras
@@ -77,6 +77,7 @@ def train(config: TrainConfig) -> TrainResult:
     splits = discover(config.data_dir, config.val_dir, config.val_split, seed=config.seed)
     for warning in splits.warnings:
         say(f"warning: {warning}")
+    check_weights(config.arch, config.weights)  # before anything is written
     run_dir = Path(config.out_dir) if config.out_dir else default_run_dir()
     if run_dir.exists() and (run_dir / "model.keras").exists():
         raise OutputError(f"{run_dir} already holds a trained model; choose another --out")
