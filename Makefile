@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint format demo models samples bench stress clean
+.PHONY: install test lint format demo models imagenet-model samples bench stress clean
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ demo: install
 
 models: install
 	$(BIN)/python -c "from edgecnn.tools.demo import build_models; build_models()"
+
+# The shipped ImageNet model from the installed EfficientNet-Lite0 weights, int8 calibrated on real photos.
+DATASETS ?= ../shared/datasets
+imagenet-model: install
+	$(BIN)/python -c "from edgecnn.tools.imagenet import build_imagenet_model as b; b(['$(DATASETS)/cats_dogs/train', '$(DATASETS)/horse_or_human/train'], '$(DATASETS)/cats_dogs/val')"
 
 samples: install
 	$(BIN)/python -c "from edgecnn.tools.demo import make_samples; make_samples()"

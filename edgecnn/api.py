@@ -160,7 +160,7 @@ class ClassifyRun:
 
 def classify(
     paths: PathLike | Sequence[PathLike],
-    model: PathLike | Model,
+    model: PathLike | Model | None = None,
     output: PathLike | None = None,
     iterate: bool = False,
     report: PathLike | None = None,
@@ -170,7 +170,8 @@ def classify(
 
     Args:
         paths: A file or folder, or a list of them.
-        model: An edgecnn .onnx path, or a ``Model`` from ``load``.
+        model: An edgecnn .onnx path, or a ``Model`` from ``load``; None: the shipped default model (the
+            1,000 ImageNet classes).
         output: Results file (.csv, .jsonl or .json).
         iterate: Return a ``ClassifyRun`` to iterate over rows as they come, instead of running to the end.
         report: Write an HTML report to this .html file when the run ends (thumbnails beside it, in

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -100,3 +101,23 @@ def exported(trained_run: Path) -> tuple[Path, Path]:
     )
     assert result.exit_code == 0, result.output
     return trained_run / "model.onnx", trained_run / "model.int8.onnx"
+
+
+def lite_state(arch, seed=0, include_top=False):
+    """A state dict of ``arch``'s shapes with weights that keep activations in a sensible range."""
+    from edgecnn.training import efficientnet_lite as lite
+
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for name, shape in lite.torch_shapes(arch, include_top).items():
+        if name.endswith("running_var"):
+            value = rng.uniform(0.5, 2.0, shape)
+        elif name.endswith("running_mean") or name.endswith(".bias"):
+            value = rng.normal(0, 0.2, shape)
+        elif len(shape) == 1:  # BatchNormalization's scale
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            fan_in = int(np.prod(shape[1:]))
+            value = rng.normal(0, np.sqrt(2.0 / fan_in), shape)
+        tensors[name] = value.astype(np.float32)
+    return tensors

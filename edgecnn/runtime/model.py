@@ -169,12 +169,16 @@ def _is_pil(x: Any) -> bool:
 
 
 def load(
-    path: str | os.PathLike[str], provider: str = "auto", fallback: bool = False, threads: int | None = None
+    path: str | os.PathLike[str] | None = None,
+    provider: str = "auto",
+    fallback: bool = False,
+    threads: int | None = None,
 ) -> Model:
     """Open an edgecnn ONNX model.
 
     Args:
-        path: An .onnx file written by ``edgecnn export`` (or adopted).
+        path: An .onnx file written by ``edgecnn export`` (or adopted); None: the shipped default model, the
+            1,000 ImageNet classes (``$EDGECNN_MODEL`` when set).
         provider: "auto" (CUDA when it really works here, else CPU), "cpu", "cuda" or "tensorrt".
         fallback: When the provider asked for cannot run, use the CPU instead of raising.
         threads: ONNX Runtime intra-op threads (default: one per physical core).
@@ -184,4 +188,13 @@ def load(
         ContractError: The file has no edgecnn contract, or it disagrees with the graph.
         ProviderError: The provider asked for cannot run and ``fallback`` is off.
     """
+    if path is None:
+        from edgecnn.core.errors import ModelFileError
+        from edgecnn.core.shipped import default_model_path
+
+        path = default_model_path()
+        if path is None:
+            raise ModelFileError(
+                "no model given and no shipped default model found; pass the path of a model"
+            )
     return Model(Predictor(path, provider=provider, threads=threads, fallback=fallback))

@@ -232,7 +232,7 @@ def build_models(
     from edgecnn.apps.evaluate import load_onnx_model as load_model
     from edgecnn.apps.evaluate import run_on_folder
     from edgecnn.conversion.convert import export_all
-    from edgecnn.core.shipped import DEFAULT_MODEL_NAME
+    from edgecnn.core.shipped import SHAPES_MODEL_NAME
 
     work = Path(workdir)
     models = Path(models_dir)
@@ -241,8 +241,8 @@ def build_models(
     run_dir = work / "run"
     log("training the default model...")
     trained = train_default(data, run_dir, verbose=0)
-    fp32 = models / DEFAULT_MODEL_NAME.replace(".int8.onnx", ".onnx")
-    int8 = models / DEFAULT_MODEL_NAME
+    fp32 = models / SHAPES_MODEL_NAME.replace(".int8.onnx", ".onnx")
+    int8 = models / SHAPES_MODEL_NAME
     log("exporting...")
     exported = export_all(
         run_dir,

@@ -25,7 +25,6 @@ import numpy as np
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ConfigError, DependencyError
 from edgecnn.training import efficientnet_lite as lite
-from edgecnn.training.torchfile import read_state_dict
 from edgecnn.training.models import (
     RESNET_DEPTH,
     VGG16_MEAN_BGR,
@@ -36,6 +35,7 @@ from edgecnn.training.models import (
     check_side,
     keras_cache_path,
 )
+from edgecnn.training.torchfile import read_state_dict
 
 #: EfficientNet's ImageNet standard deviations (keras.applications.efficientnet.IMAGENET_STDDEV_RGB).
 EFFICIENTNET_STDDEV_RGB = (0.229, 0.224, 0.225)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecnn.core.errors import ConfigError
-from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, SCRATCH, defaults
+from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, defaults
 from edgecnn.training.devices import parse_devices
 from edgecnn.training.efficientnet_lite import installed_weights
 from edgecnn.training.models import MIN_SIDE

@@ -112,7 +112,9 @@ def blocks(variant: LiteVariant) -> list[Block]:
         if 0 < stage < len(B0_STAGES) - 1:
             repeats = math.ceil(variant.depth * repeats)
         for r in range(repeats):
-            out.append(Block(len(out), stage, expand, kernel, stride if r == 0 else 1, filters_in, filters_out))
+            out.append(
+                Block(len(out), stage, expand, kernel, stride if r == 0 else 1, filters_in, filters_out)
+            )
             filters_in = filters_out
     return out
 
@@ -123,7 +125,9 @@ def last_stage_start(variant: LiteVariant) -> str:
     return f"block{last}_expand_conv"
 
 
-def build_base(arch: str, shape: tuple[int, int, int], include_top: bool = False, dropout: float = 0.2) -> Any:
+def build_base(
+    arch: str, shape: tuple[int, int, int], include_top: bool = False, dropout: float = 0.2
+) -> Any:
     """The Keras network of ``arch`` (raw 0-255 RGB in, preprocessing in graph), weights not yet set.
 
     Args:
@@ -270,7 +274,9 @@ def set_weights(model: Any, arch: str, state: StateDict, include_top: bool = Fal
     for layer_name, roles in weight_map(arch, include_top).items():
         layer = model.get_layer(layer_name)
         kind = type(layer).__name__
-        layer.set_weights([to_keras(state.tensors[roles[v.path.split("/")[-1]]], kind) for v in layer.weights])
+        layer.set_weights(
+            [to_keras(state.tensors[roles[v.path.split("/")[-1]]], kind) for v in layer.weights]
+        )
 
 
 def installed_weights(arch: str) -> Path | None:

@@ -106,7 +106,9 @@ class _Unpickler(pickle.Unpickler):
             return _ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES and self.storages is not None:
             return _StorageType(name)
-        raise pickle.UnpicklingError(f"it names the global {module}.{name}, which a weights file has no use for")
+        raise pickle.UnpicklingError(
+            f"it names the global {module}.{name}, which a weights file has no use for"
+        )
 
     def persistent_load(self, pid: Any) -> Any:
         if self.storages is None:
@@ -156,7 +158,15 @@ def read_state_dict(path: Path | str) -> StateDict:
         raise WeightsFileError(f"cannot read the weights file {path}: {exc.strerror or exc}") from None
     try:
         tensors = _parse(raw)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, struct.error) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        struct.error,
+    ) as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise WeightsFileError(f"{path} is not a usable PyTorch legacy weights file: {reason}") from None
     return StateDict(tensors=tensors, path=path, sha256=hashlib.sha256(raw).hexdigest())
@@ -186,7 +196,9 @@ def _parse(raw: bytes) -> dict[str, np.ndarray]:
         storage = storages[key]
         (numel,) = struct.unpack("<q", _take(f, 8))
         if numel != storage.numel:
-            raise ValueError(f"storage {key} holds {numel} elements where the state dict says {storage.numel}")
+            raise ValueError(
+                f"storage {key} holds {numel} elements where the state dict says {storage.numel}"
+            )
         itemsize = np.dtype(storage.dtype).itemsize
         storage.data = np.frombuffer(_take(f, numel * itemsize), dtype=storage.dtype)
     if f.read(1):
@@ -248,7 +260,14 @@ def write_state_dict(path: Path | str, tensors: dict[str, np.ndarray], transpose
         storages.append(flat)
         body += [_value(name), b"ctorch._utils\n_rebuild_tensor_v2\n((", _value("storage")]
         body += [b"ctorch\nFloatStorage\n", _value(key), _value("cpu"), _value(flat.size), b"NtQ"]
-        body += [_value(0), _value(tuple(array.shape)), _value(stride), b"\x89", _GLOBAL_ORDERED_DICT, b")RtR"]
+        body += [
+            _value(0),
+            _value(tuple(array.shape)),
+            _value(stride),
+            b"\x89",
+            _GLOBAL_ORDERED_DICT,
+            b")RtR",
+        ]
     out.write(b"".join(body) + b"u.")
     pickle.dump([str(i) for i in range(len(storages))], out, protocol=2)
     for flat in storages:
