@@ -45,6 +45,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> Pa
         TrainConfig(
             data_dir=synth_dir,
             out_dir=run,
+            arch="cnn",
             img_size=TINY_SIZE,
             epochs=3,
             batch_size=16,

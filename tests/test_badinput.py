@@ -169,7 +169,19 @@ def trained_on_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("train") / "labelled"
     placed, _ = write_labelled(root)
     out = root.parent / "run"
-    args = ["train", str(root), "--epochs", "1", "--img-size", "32", "--base-filters", "4", "--no-augment"]
+    args = [
+        "train",
+        str(root),
+        "--arch",
+        "cnn",
+        "--epochs",
+        "1",
+        "--img-size",
+        "32",
+        "--base-filters",
+        "4",
+        "--no-augment",
+    ]
     with vanish_after_listing() as deleted:
         result = runner.invoke(app, [*args, "--batch-size", "8", "--out", str(out), "-q"])
     restore_permissions(root)

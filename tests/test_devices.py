@@ -48,7 +48,7 @@ SCRIPT = textwrap.dedent(
     from edgecnn.training.train import train
     from edgecnn.conversion.convert import export_all
     data, out, devices = sys.argv[1], sys.argv[2], sys.argv[3]
-    result = train(TrainConfig(data_dir=data, out_dir=out, img_size=32, epochs=12, batch_size=8,
+    result = train(TrainConfig(data_dir=data, out_dir=out, arch="cnn", img_size=32, epochs=12, batch_size=8,
                                base_filters=8, augment=False, seed=3, devices=devices,
                                precision="fp32", verbose=0))
     exported = export_all(out, int8=True, max_accuracy_drop=5.0)

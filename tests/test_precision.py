@@ -118,6 +118,7 @@ def test_a_bf16_run_saves_a_float32_model_that_exports_through_the_gates(tmp_pat
         TrainConfig(
             data_dir=synth_dir,
             out_dir=run,
+            arch="cnn",
             img_size=32,
             base_filters=8,
             epochs=3,

@@ -44,3 +44,15 @@ def test_classify_real_photos_with_the_shipped_model(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 20 and all(r["status"] == "ok" for r in rows)
     assert json.loads(result.stdout)["classified"] == 20
+
+
+def test_the_imagenet_model_knows_cats_and_dogs():
+    """A sample of real photos (not the benchmark): the default model's top-1 falls in the right ImageNet
+    classes (cats 281-285, dogs 151-268) for most of them."""
+    from edgecnn.core.shipped import default_model_path
+    from edgecnn.tools.imagenet import labelled_photos, score_superclasses
+
+    photos = labelled_photos(shared_dataset("cats_dogs") / "val", limit=40, seed=3)
+    assert len(photos) == 40 and {name for _, name in photos} == {"cats", "dogs"}
+    score = score_superclasses(default_model_path(), photos)
+    assert score.top1 >= 0.8 and score.top5 >= score.top1, score.per_folder

@@ -91,7 +91,7 @@ def test_budget_cosine_caps_the_warm_up_at_a_fifth_of_the_steps():
 )
 def test_recipe_options_are_checked(tmp_path, field, value, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig(data_dir=tmp_path, **{field: value})
+        TrainConfig(data_dir=tmp_path, arch="cnn", **{field: value})
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.05])
@@ -153,6 +153,7 @@ def test_time_budget_run_decays_the_rate_to_its_floor(tmp_path, synth_dir, monke
         TrainConfig(
             data_dir=synth_dir,
             out_dir=tmp_path / "run",
+            arch="cnn",
             img_size=TINY_SIZE,
             epochs=500,
             batch_size=16,
@@ -246,11 +247,11 @@ def test_cnn_batch_norm_momentum_is_set_on_every_layer():
 
 
 def test_default_recipe_per_architecture(tmp_path):
-    cnn = TrainConfig(data_dir=tmp_path)
+    cnn = TrainConfig(data_dir=tmp_path, arch="cnn")
     assert (cnn.epochs, cnn.label_smoothing, cnn.downscale, cnn.mixup) == (60, 0.1, 0.5, 0.0)
     assert (cnn.desaturate, cnn.zoom_out) == (0.0, 1.6)
     assert TrainConfig(data_dir=tmp_path, arch="vgg16").epochs == 40
-    assert TrainConfig(data_dir=tmp_path, epochs=3).epochs == 3
+    assert TrainConfig(data_dir=tmp_path, arch="cnn", epochs=3).epochs == 3
 
 
 def test_ema_validates_checkpoints_and_saves_the_average(tmp_path, synth_dir):
@@ -262,7 +263,9 @@ def test_ema_validates_checkpoints_and_saves_the_average(tmp_path, synth_dir):
     from edgecnn.core.imaging import load_image
     from edgecnn.training.train import train
 
-    common = dict(data_dir=synth_dir, img_size=TINY_SIZE, epochs=3, batch_size=8, base_filters=4, verbose=0)
+    common = dict(
+        data_dir=synth_dir, arch="cnn", img_size=TINY_SIZE, epochs=3, batch_size=8, base_filters=4, verbose=0
+    )
     result = train(TrainConfig(out_dir=tmp_path / "ema", patience=3, ema=0.9, **common))
     plain = train(TrainConfig(out_dir=tmp_path / "plain", patience=3, **common))
     history = json.loads((result.run_dir / "history.json").read_text())

@@ -1,4 +1,5 @@
-"""The shipped models and samples work right after install, with no training and no --model."""
+"""The shipped models and samples work right after install, with no training: the ImageNet default model with
+no --model, the shapes model with the samples."""
 
 import csv
 import json
@@ -15,13 +16,13 @@ MODELS = REPO / "models"
 SAMPLES = REPO / "samples"
 
 
-def test_classify_samples_with_the_default_model(monkeypatch, tmp_path):
+def test_classify_samples_with_the_shapes_model(monkeypatch, tmp_path):
     """Every sample is classified as the shape its name carries (circle-1.jpg, square-grey.png, ...)."""
     monkeypatch.chdir(REPO)
     out = tmp_path / "results.csv"
-    result = runner.invoke(app, ["classify", "samples/", "--json", "-o", str(out)])
+    args = ["classify", "samples/", "--model", "models/shapes-cnn.int8.onnx", "--json", "-o", str(out)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "using the shipped default model" in result.stderr
     summary = json.loads(result.stdout)
     images = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
     assert summary["classified"] == len(images) >= 9
@@ -32,12 +33,52 @@ def test_classify_samples_with_the_default_model(monkeypatch, tmp_path):
     assert not wrong, wrong
 
 
-def test_webcam_on_the_sample_video_with_the_default_model(monkeypatch):
+def test_the_default_model_is_the_imagenet_model(monkeypatch, tmp_path):
+    """No --model: classify, webcam, edgecnn.load() and edgecnn.classify() use EfficientNet-Lite0 with the
+    1,000 ImageNet classes, built from the published weights (their SHA-256 is in the contract)."""
+    import edgecnn
+    from edgecnn.core.shipped import DEFAULT_MODEL_NAMES, MODEL_ENV
+    from edgecnn.training.efficientnet_lite import VARIANTS
+
+    monkeypatch.delenv(MODEL_ENV, raising=False)
     monkeypatch.chdir(REPO)
+    result = runner.invoke(app, ["classify", "samples/", "--json", "-o", str(tmp_path / "r.csv")])
+    assert result.exit_code == 0, result.output
+    assert "using the shipped default model" in result.stderr and "imagenet-lite0" in result.stderr
+    assert json.loads(result.stdout)["classified"] >= 9
+    model = edgecnn.load(provider="cpu")
+    assert model.path.name in DEFAULT_MODEL_NAMES and len(model.labels) == 1000
+    assert model.labels[281] == "tabby" and model.labels[207] == "golden retriever"
+    pretrained = model.contract.training["pretrained"]
+    assert (
+        pretrained["sha256"] == VARIANTS["efficientnet-lite0"].sha256
+        and pretrained["licence"] == "Apache-2.0"
+    )
+    spec = model.contract.input
+    assert (spec.height, spec.fit, spec.crop_fraction, spec.resize) == (224, "crop", 0.875, "cubic")
+    summary = edgecnn.classify(str(SAMPLES / "circle-1.jpg"))
+    assert summary.classified == 1
     result = runner.invoke(app, ["webcam", "--source", "samples/shapes.mp4", "--no-display", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["frames_classified"] == summary["frames_read"] > 0
+
+
+def test_the_imagenet_model_card_is_true():
+    """The card's figures are the shipped file's: its name, size, precision and calibration."""
+    from edgecnn.core.shipped import default_model_path
+
+    card = json.loads((MODELS / "imagenet-model-card.json").read_text())
+    path = default_model_path()
+    assert path is not None and card["model"] == path.name
+    contract = read_contract(load_onnx(path))
+    precision = "int8" if card["int8_holds"] else "fp32"
+    assert contract.numeric_precision == precision and card[precision]["bytes"] == path.stat().st_size
+    assert card["int8_holds"] == (card["int8"]["top1"] >= card["fp32"]["top1"] - card["max_int8_drop"])
+    if card["int8_holds"]:
+        assert contract.quantization["calibration_images"] == card["calibration"]["images"]
+    assert card["fp32"]["top1"] >= 0.9 and card["eval"]["images"] >= 1000
+    assert "imagenet-lite0" in (MODELS / "README.md").read_text()
 
 
 def test_shipped_models_carry_the_contract_and_the_card_is_true():

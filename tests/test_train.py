@@ -91,6 +91,8 @@ def test_cli_train_grey_awkward_files_lists_skipped(tmp_path):
         [
             "train",
             str(data),
+            "--arch",
+            "cnn",
             "--img-size",
             "32",
             "--epochs",
@@ -166,7 +168,13 @@ def test_interrupt_keeps_best_model_and_writes_report(tmp_path, synth_dir, monke
     monkeypatch.setattr(keras.callbacks.EarlyStopping, "on_epoch_end", interrupt_after_second_epoch)
     result = train(
         TrainConfig(
-            data_dir=synth_dir, out_dir=tmp_path / "r", img_size=32, epochs=5, base_filters=4, verbose=0
+            data_dir=synth_dir,
+            out_dir=tmp_path / "r",
+            arch="cnn",
+            img_size=32,
+            epochs=5,
+            base_filters=4,
+            verbose=0,
         )
     )
     assert result.interrupted

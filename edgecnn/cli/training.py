@@ -45,6 +45,12 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+class ReduceRange(str, Enum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class Arch(str, Enum):
     cnn = "cnn"
     resnet = "resnet"
@@ -352,6 +358,12 @@ def export(
             help="Labelled folder to measure accuracy after export [default: the run's validation images].",
         ),
     ] = None,
+    reduce_range: Annotated[
+        ReduceRange,
+        typer.Option(
+            help="int8 weights in 7 bits, for x86 CPUs without VNNI (AVX2, AVX-512 without VNNI), whose int8 kernels saturate with 8-bit weights and lose accuracy; off keeps 8 bits (VNNI, AMX and Arm CPUs). auto: on when the CPU running the export is such a CPU, so that the accuracy gate measures what it will run."
+        ),
+    ] = ReduceRange.auto,
     int8_fallback: Annotated[
         bool,
         typer.Option(
@@ -406,6 +418,7 @@ def export(
         foreign=foreign,
         tta=tta.value,
         int8_fallback=int8_fallback,
+        reduce_range=reduce_range.value,
         output=output,
         int8=int8,
         int8_output=int8_output,

@@ -277,6 +277,7 @@ def export_all(
     foreign: AdoptOptions | None = None,
     tta: str | None = None,
     int8_fallback: bool = True,
+    reduce_range: str = "auto",
 ) -> ExportResult:
     """``edgecnn export``: the fp32 file with its parity gate, then (with ``int8``) the calibrated int8 file and
     (with ``fp16``) the fp16 file with its parity gate against fp32 (``export.fp16``).
@@ -287,6 +288,8 @@ def export_all(
     preprocessing of a Keras model edgecnn did not train), the .keras/.h5 file is converted and adopted
     (``conversion.foreign``). The int8 and fp16 accuracy gates need labelled images: without them nothing is written, unless
     ``accuracy_gate`` is off.
+    ``reduce_range`` ("auto", "on", "off") gives int8 weights 7 bits for x86 CPUs without VNNI, whose int8
+    kernels saturate with 8 (``core.cpuinfo.int8_saturates``); auto: when the exporting CPU is one.
 
     Raises:
         ConfigError: Bad options, or the accuracy gate is on and there are no labelled images.
@@ -301,6 +304,7 @@ def export_all(
         )
     if calib_size < 1:
         raise ConfigError(f"--calib-size must be at least 1, got {calib_size}")
+    seven_bits = resolve_reduce_range(reduce_range)
     if (int8 or fp16) and not max_accuracy_drop >= 0:  # also refuses NaN, which no drop could be within
         raise ConfigError(f"--max-accuracy-drop must be 0 or more, got {max_accuracy_drop}")
     from edgecnn.conversion.fp16 import export_fp16, fp16_path_for, fp16_samples
@@ -390,8 +394,31 @@ def export_all(
         force=force,
         accuracy_gate=accuracy_gate,
         fallback=int8_fallback,
+        reduce_range=seven_bits,
     )
     return result
+
+
+def resolve_reduce_range(choice: str) -> bool:
+    """``--reduce-range`` as a bool: auto is on where this CPU's int8 kernels saturate with 8-bit weights.
+
+    Raises:
+        ConfigError: A choice other than auto, on and off.
+    """
+    from edgecnn.core.cpuinfo import int8_saturates
+
+    if choice not in ("auto", "on", "off"):
+        raise ConfigError(f"--reduce-range must be auto, on or off, got {choice!r}")
+    if choice == "auto":
+        if int8_saturates():
+            logger.info(
+                "int8 weights in 7 bits (--reduce-range auto): this CPU has no VNNI, and ONNX Runtime's int8 "
+                "kernels here saturate with 8-bit weights; --reduce-range off for a model that runs on VNNI, "
+                "AMX or Arm CPUs only"
+            )
+            return True
+        return False
+    return choice == "on"
 
 
 def _check_onnx_source(source: Path, output: Any, int8: bool, fp16: bool, foreign: Any) -> None:

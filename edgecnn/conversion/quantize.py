@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +156,13 @@ def quantize_once(
     nodes_to_exclude: Sequence[str] = (),
     nodes_to_quantize: Sequence[str] = (),
     options: dict[str, Any] | None = None,
+    reduce_range: bool = False,
 ) -> None:
     """One static QDQ int8 quantisation (signed int8 weights and activations).
 
     ``nodes_to_exclude`` keep fp32 weights; ``nodes_to_quantize``, when given, are the only nodes quantised;
-    ``options`` are more of ONNX Runtime's ``extra_options``.
+    ``options`` are more of ONNX Runtime's ``extra_options``; ``reduce_range`` gives the weights 7 bits,
+    which x86 CPUs without VNNI need (``conversion.int8_target``).
     """
     q = _quantization_api()
     calibrate = {
@@ -184,6 +187,7 @@ def quantize_once(
             calibrate_method=calibrate,
             nodes_to_exclude=list(nodes_to_exclude),
             nodes_to_quantize=list(nodes_to_quantize) or None,
+            reduce_range=reduce_range,
             extra_options=extra,
         )
     for line in chatter.getvalue().splitlines():
@@ -230,6 +234,7 @@ def quantize_model(
     latency_batch: int = 8,
     accuracy_gate: bool = True,
     fallback: bool = True,
+    reduce_range: bool = False,
 ) -> QuantizeResult:
     """Quantise an edgecnn fp32 ONNX model to int8 and check it against the fp32 model.
 
@@ -249,6 +254,7 @@ def quantize_model(
             when it can be, the budget is not enforced, and the contract's ``accuracy_gate`` says so.
         fallback: When the gate is on and no candidate meets the budget, keep the fewest most costly layers
             of the most accurate candidate in fp32 until it does (``sensitivity.py``). Off: fail instead.
+        reduce_range: Seven-bit weights, for x86 CPUs without VNNI (``core.cpuinfo.int8_saturates``).
 
     Raises:
         ConfigError: Bad options, or the gate is on and no labelled image can be read.
@@ -318,7 +324,15 @@ def quantize_model(
             path = scratch / f"candidate{i}.onnx"
             t = time.perf_counter()
             try:
-                quantize_once(pre, path, calib, contract.input.name, cand.method, cand.per_channel)
+                quantize_once(
+                    pre,
+                    path,
+                    calib,
+                    contract.input.name,
+                    cand.method,
+                    cand.per_channel,
+                    reduce_range=reduce_range,
+                )
             except Exception as exc:  # a method can fail on a graph; auto keeps going with the others
                 cand.error = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
                 say(f"  {cand.method} per-channel={cand.per_channel}: failed ({cand.error})")
@@ -338,7 +352,8 @@ def quantize_model(
         rescue = None
         if not usable and fallback and judge is not None and tried:
             best = most_accurate(tried)
-            search = Search(pre, fp32_path, scratch, contract.input.name, calib, judge, quantize_once)
+            quantize = partial(quantize_once, reduce_range=reduce_range)
+            search = Search(pre, fp32_path, scratch, contract.input.name, calib, judge, quantize)
             rescue = keep_fp32_until_within_budget(search, best.method, best.per_channel)
             usable = [best] if rescue.met else []
         if not usable:
@@ -356,6 +371,7 @@ def quantize_model(
                 "weights": "int8",
                 "activations": "int8",
                 "per_channel": chosen.per_channel,
+                "reduce_range": reduce_range,
                 "calibration_method": chosen.method,
                 "calibration_images": calib_count,
                 "calibration_source": calib_source,

@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core.contract import ModelContract
+
 #: The provider each precision should preferably run on, best first, with the reason.
 PREFERRED: dict[str, dict[str, tuple[str, str]]] = {
     "cpu": {
@@ -97,4 +99,21 @@ def int8_on_cuda_advice(path: Path) -> str:
         "and runs the rest dequantised in float: usually slower there than the fp32 or fp16 model (not measured "
         "on this machine; `edgecnn benchmark --provider cuda,tensorrt` measures it). For int8 on the GPU use "
         f"--provider tensorrt; on CUDA use {better or 'the fp32 or fp16 file (edgecnn export RUN --fp16)'}"
+    )
+
+
+def saturating_int8(contract: ModelContract) -> bool:
+    """An int8 model with 8-bit weights on a CPU whose int8 kernels saturate with them (``int8_saturates``)."""
+    from edgecnn.core.cpuinfo import int8_saturates
+
+    quantization = contract.quantization or {}
+    eight_bits = contract.numeric_precision == "int8" and not quantization.get("reduce_range", False)
+    return eight_bits and int8_saturates()
+
+
+def int8_on_cpu_advice(path: Path) -> str:
+    """What to do about an int8 model with 8-bit weights on a CPU without VNNI (``saturating_int8``)."""
+    return (
+        f"{path.name} has 8-bit int8 weights and this CPU has no VNNI: ONNX Runtime's int8 kernels here "
+        "can saturate and lose accuracy; export it again with --reduce-range on (or run the fp32 file)"
     )

@@ -27,7 +27,7 @@ from edgecnn.core.contract import ModelContract, contract_from_metadata
 from edgecnn.core.errors import ConfigError, ContractError, ModelFileError, ProviderError
 from edgecnn.core.nativeio import capture_native_output
 from edgecnn.runtime.cuda import BoundRunner, CudaOptions, padded_chunks, pinned_memory_info
-from edgecnn.runtime.precision import int8_on_cuda_advice
+from edgecnn.runtime.precision import int8_on_cpu_advice, int8_on_cuda_advice, saturating_int8
 from edgecnn.runtime.providers import (
     PROVIDER_CHOICES,
     PROVIDERS,
@@ -247,6 +247,9 @@ class Predictor:
         """Say what this model costs on this provider when another file or provider would do better."""
         if self.info.provider == "cuda" and self.contract.numeric_precision == "int8":
             self.info.advice = int8_on_cuda_advice(self.path)
+            logger.warning(self.info.advice)
+        elif self.info.provider == "cpu" and saturating_int8(self.contract):
+            self.info.advice = int8_on_cpu_advice(self.path)
             logger.warning(self.info.advice)
 
     def _first_run(self, started: float) -> None:

@@ -29,6 +29,7 @@ from edgecnn.core.atomic import write_atomic
 from edgecnn.core.contract import InputSpec, ModelContract
 from edgecnn.core.errors import ConfigError, DatasetError
 from edgecnn.core.files import iter_image_files
+from edgecnn.tools.model_cards import IMAGENET_CARD, write_models_readme
 
 logger = logging.getLogger("edgecnn")
 
@@ -240,7 +241,8 @@ def build_imagenet_model(
         "max_int8_drop": MAX_INT8_DROP,
         "parity_max_abs_diff": exported.parity.max_abs_diff,
     }
-    write_atomic(models / "imagenet-model-card.json", json.dumps(card, indent=2) + "\n")
+    write_atomic(models / IMAGENET_CARD, json.dumps(card, indent=2) + "\n")
+    write_models_readme(models)
     log(f"wrote {models / chosen.name} ({'int8' if holds else 'fp32: int8 lost too much'})")
     return card
 
