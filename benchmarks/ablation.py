@@ -25,6 +25,7 @@ from common import REPO, RESULTS, train_fresh, write_result
 #: The recipe before the accuracy work: 96 px, 32 base filters, Keras' BN momentum, no smoothing, mixup,
 #: downscale, desaturation or EMA, the affine warp's 15% zoom either way with reflected borders, float32.
 BASE = {
+    "--arch": "cnn",  # the recipe of the network from scratch (the default before pretrained weights)
     "--img-size": "96",
     "--base-filters": "32",
     "--bn-momentum": "0.99",

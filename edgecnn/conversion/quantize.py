@@ -98,6 +98,7 @@ class QuantizeResult:
             "output": str(self.output),
             "method": self.chosen.method,
             "per_channel": self.chosen.per_channel,
+            "reduce_range": bool((self.contract.quantization or {}).get("reduce_range")),
             "calib_images": self.calib_images,
             "fp32_bytes": self.fp32_size,
             "int8_bytes": self.int8_size,
