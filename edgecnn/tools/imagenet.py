@@ -8,7 +8,9 @@ calibration images. The build is reproducible: the same weights package, calibra
 version give the same fp32 graph, and the contract records the weights' SHA-256 and the calibration source.
 
 int8 ships where it holds accuracy (``MAX_INT8_DROP``), measured on labelled photos whose folders map to
-ImageNet classes (``SUPERCLASSES``), else fp32.
+ImageNet classes (``SUPERCLASSES``), else fp32; in two files, 8-bit weights for CPUs with VNNI (and Arm) and
+7-bit weights for x86 CPUs without VNNI, whose int8 kernels saturate with 8 bits. ``core.shipped`` picks the
+file for the CPU it runs on.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ logger = logging.getLogger("edgecnn")
 
 ARCH = "efficientnet-lite0"
 FP32_NAME, INT8_NAME = "imagenet-lite0.onnx", "imagenet-lite0.int8.onnx"
+#: The same int8 model with 7-bit weights, for x86 CPUs without VNNI (``core.cpuinfo.int8_saturates``).
+INT8_7BIT_NAME = "imagenet-lite0-7bit.int8.onnx"
 #: TensorFlow's EfficientNet evaluation: the centre 224/(224+32) of the shorter side, bicubic resize.
 CROP_FRACTION = 0.875
 RESIZE = "cubic"
@@ -200,28 +204,33 @@ def build_imagenet_model(
     )
     write_model(keras_model, work / "run" / "model.keras")
     write_atomic(work / "run" / "report.json", json.dumps({"arch": ARCH, "contract": contract.to_dict()}))
-    fp32, int8 = work / FP32_NAME, work / INT8_NAME
-    log(f"exporting to ONNX, then int8 calibrated on {calib_size} photos...")
-    exported = export_all(
-        work / "run",
-        output=fp32,
-        int8=True,
-        int8_output=int8,
-        calib_dir=calib,
-        calib_size=calib_size,
-        accuracy_gate=False,
-        force=True,
-    )
-    log(f"measuring both on {len(photos)} photos of {eval_dir}...")
-    fp32_score, int8_score = score_superclasses(fp32, photos), score_superclasses(int8, photos)
-    holds = int8_score.top1 >= fp32_score.top1 - MAX_INT8_DROP
-    chosen = int8 if holds else fp32
+    fp32, int8, int8_7bit = work / FP32_NAME, work / INT8_NAME, work / INT8_7BIT_NAME
+    log(f"exporting to ONNX, then int8 (8-bit and 7-bit weights) calibrated on {calib_size} photos...")
+    common = {
+        "int8": True,
+        "calib_dir": calib,
+        "calib_size": calib_size,
+        "accuracy_gate": False,
+        "force": True,
+    }
+    exported = export_all(work / "run", output=fp32, int8_output=int8, reduce_range="off", **common)
+    export_all(fp32, int8_output=int8_7bit, reduce_range="on", **common)
+    log(f"measuring the three on {len(photos)} photos of {eval_dir}...")
+    scores = {
+        name: score_superclasses(path, photos)
+        for name, path in (("fp32", fp32), ("int8", int8), ("int8_7bit", int8_7bit))
+    }
+    holds = {name: scores[name].top1 >= scores["fp32"].top1 - MAX_INT8_DROP for name in ("int8", "int8_7bit")}
+    # Both int8 files or neither: the 7-bit one serves the CPUs whose kernels saturate with the 8-bit one.
+    shipped = [int8, int8_7bit] if all(holds.values()) else [fp32]
     models.mkdir(parents=True, exist_ok=True)
-    for stale in (models / FP32_NAME, models / INT8_NAME):
-        stale.unlink(missing_ok=True)
-    shutil.copyfile(chosen, models / chosen.name)
+    for stale in (FP32_NAME, INT8_NAME, INT8_7BIT_NAME):
+        (models / stale).unlink(missing_ok=True)
+    for path in shipped:
+        shutil.copyfile(path, models / path.name)
     card = {
-        "model": chosen.name,
+        "model": shipped[0].name,
+        "models": [path.name for path in shipped],
         "arch": ARCH,
         "classes": 1000,
         "weights": {
@@ -234,16 +243,19 @@ def build_imagenet_model(
         "input": contract.input.to_dict(),
         "calibration": {"images": calib_size, "source": [str(d) for d in calib_dirs]},
         "eval": {"folder": str(eval_dir), "images": len(photos), "superclasses": list(SUPERCLASSES)},
-        "fp32": _card_score(fp32_score, fp32),
-        "int8": _card_score(int8_score, int8),
-        "top1_agreement": float((fp32_score.predictions == int8_score.predictions).mean()),
-        "int8_holds": holds,
+        **{
+            name: _card_score(score, work / path.name)
+            for (name, score), path in zip(scores.items(), (fp32, int8, int8_7bit))
+        },
+        "top1_agreement": float((scores["fp32"].predictions == scores["int8"].predictions).mean()),
+        "top1_agreement_7bit": float((scores["fp32"].predictions == scores["int8_7bit"].predictions).mean()),
+        "int8_holds": all(holds.values()),
         "max_int8_drop": MAX_INT8_DROP,
         "parity_max_abs_diff": exported.parity.max_abs_diff,
     }
     write_atomic(models / IMAGENET_CARD, json.dumps(card, indent=2) + "\n")
     write_models_readme(models)
-    log(f"wrote {models / chosen.name} ({'int8' if holds else 'fp32: int8 lost too much'})")
+    log(f"wrote {', '.join(str(models / p.name) for p in shipped)}")
     return card
 
 

