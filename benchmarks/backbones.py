@@ -29,7 +29,16 @@ from typing import Any
 import numpy as np
 from common import RESULTS, SHARED, dataset, write_result
 
-ARCHS = ("cnn", "mobilenetv3small", "mobilenetv3large", "efficientnetb0", "vgg16")
+ARCHS = (
+    "cnn",
+    "mobilenetv3small",
+    "mobilenetv3large",
+    "efficientnetb0",
+    "efficientnet-lite0",
+    "efficientnet-lite1",
+    "efficientnet-lite2",
+    "vgg16",
+)
 PRECISIONS = ("fp32", "int8")
 BATCHES = (1, 8)
 MIN_ROUND_SECONDS = 1.0  # runs per round: enough to fill this, between 3 and 25
@@ -144,6 +153,9 @@ def render() -> str:
         "mobilenetv3small": "MobileNetV3-Small",
         "mobilenetv3large": "MobileNetV3-Large",
         "efficientnetb0": "EfficientNet-B0",
+        "efficientnet-lite0": "EfficientNet-Lite0",
+        "efficientnet-lite1": "EfficientNet-Lite1",
+        "efficientnet-lite2": "EfficientNet-Lite2",
         "vgg16": "VGG16",
     }
     cores, versions = machine["usable_cores"], machine["versions"]

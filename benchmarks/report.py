@@ -116,7 +116,10 @@ def training_section() -> str:
             if r:
                 ok = r["val_accuracy"] >= accuracy and (seconds is None or r["wall_seconds"] <= seconds)
                 parts.append(f"\n{what}: {verdict(ok)}. {provenance(r)}\n")
-    for name in ("transfer_int8_cats_dogs", "transfer_int8_horse_or_human"):
+    for name in (
+        "transfer_int8_cats_dogs_efficientnet-lite0",
+        "transfer_int8_horse_or_human_efficientnet-lite0",
+    ):
         q = load(name)
         if q:
             parts.append(
@@ -455,6 +458,53 @@ def imagenet_section() -> str:
     return "\n".join(lines)
 
 
+def int8_cpu_section() -> str:
+    r = load("int8_cpu")
+    if r is None:
+        return ""
+    lat, speed, native = r["latency"], r["speedup_vs_fp32"], r["native"]
+    lines = [
+        "## int8 of EfficientNet-Lite0 on the CPU, and on CPUs without VNNI (`benchmarks/int8_cpu.py`)\n",
+        "The ImageNet Lite0 fp32 model of `make imagenet-model`, quantised four ways by edgecnn's quantisation step "
+        f"(static QDQ, minmax, per-channel, the same {r['calibration_images']} calibration photos): uint8 or int8 "
+        "activations, weights in 8 or 7 bits (`--reduce-range`). Latency per image with ONNX Runtime's CPU provider, "
+        f"median of interleaved rounds; answers on {r['photos']} cats_dogs validation photos: the top-1 ImageNet class "
+        "against fp32's, and in the right classes (cats 281-285, dogs 151-268).\n",
+        "| file | b1 ms/img | b8 ms/img | speed-up b1 / b8 | top-1 = fp32's | right classes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, ms in lat.items():
+        n = native[name]
+        lines.append(
+            f"| {name} | {ms['b1_ms_per_image']:.2f} | {ms['b8_ms_per_image']:.2f} | "
+            f"{speed[name]['b1_ms_per_image']:.2f}x / {speed[name]['b8_ms_per_image']:.2f}x | "
+            f"{pct(n['top1_agreement_with_fp32'])} | {pct(n['superclass_top1'])} |"
+        )
+    emu = r.get("emulated_haswell")
+    if emu:
+        lines += [
+            "",
+            f"On an x86 CPU without VNNI, emulated (`qemu-x86_64 -cpu Haswell`: AVX2, no VNNI), the same int8 files on "
+            f"{emu['photos']} of those photos, against the same files on this machine:\n",
+            "| file | top-1 = fp32's, this CPU | top-1 = fp32's, emulated AVX2 | right classes, this CPU | right classes, emulated AVX2 |",
+            "|---|---|---|---|---|",
+        ]
+        for name, here in emu["native_same_photos"].items():
+            there = emu[name]
+            lines.append(
+                f"| {name} | {pct(here['top1_agreement_with_fp32'])} | {pct(there['top1_agreement_with_fp32'])} | "
+                f"{pct(here['superclass_top1'])} | {pct(there['superclass_top1'])} |"
+            )
+        lines.append(
+            "\nWith 8-bit weights the emulated AVX2 CPU's answers move away from fp32's: its kernels add two "
+            "uint8 x int8 products in a 16-bit lane, which 8-bit weights overflow. 7-bit weights give the same "
+            "answers on both CPUs. `--reduce-range auto` therefore turns 7-bit weights on when the exporting CPU is "
+            "such a CPU, and the shipped ImageNet model comes in both forms."
+        )
+    lines.append(f"\nCPU flags here: {', '.join(r['cpu_flags'])}. {provenance(r)}\n")
+    return "\n".join(lines)
+
+
 def reliability_section() -> str:
     r = load("reliability")
     if r is None:
@@ -484,6 +534,7 @@ def main() -> None:
         machine_section(results),
         training_section(),
         imagenet_section(),
+        int8_cpu_section(),
         written_section("transfer"),
         export_section(),
         classify_section(),

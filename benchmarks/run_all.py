@@ -28,6 +28,7 @@ STEPS = {
     "webcam_stages": [PY, "benchmarks/webcam_stages.py", "--model", "runs/cats_dogs-cnn/model.int8.onnx"],
     "benchmark_cli": [PY, "benchmarks/benchmark_cli.py"],
     "imagenet_default": [PY, "benchmarks/imagenet_default.py"],
+    "int8_cpu": [PY, "benchmarks/int8_cpu.py"],
 }
 TRAINING = {
     "train_cats_dogs": [
