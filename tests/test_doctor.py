@@ -225,3 +225,19 @@ def test_camera_probe_opens_releases_and_times_out(monkeypatch: pytest.MonkeyPat
     refused = doctor.probe_camera(5, timeout=5)
     assert refused == {"index": 5, "opened": False, "backend": None, "error": "cannot be opened"}
     assert 5 in FakeCapture.released
+
+
+def test_an_avx2_cpu_without_vnni_is_told_about_seven_bit_weights(report: dict):
+    """The finding follows the CPU's flags: AVX2 without VNNI gets it, a VNNI CPU does not."""
+    import copy
+
+    from edgecnn.tools.doctor import findings
+
+    def messages(flags):
+        changed = copy.deepcopy(report)
+        changed["cpu"]["int8_flags"] = flags
+        return " ".join(f["message"] for f in findings(changed))
+
+    base = {"avx2": True, "avx512f": False, "avx512_vnni": False, "avx_vnni": False, "amx": False}
+    assert "--reduce-range on" in messages(base)
+    assert "--reduce-range" not in messages({**base, "avx512f": True, "avx512_vnni": True})
