@@ -104,6 +104,12 @@ def format_info(info: dict[str, Any]) -> str:
             lines.append(
                 f"training   validation accuracy {training['val_accuracy'] * 100:.2f}% on {training.get('val_images', '?')} images"
             )
+        pretrained = training.get("pretrained") or {}
+        if pretrained:
+            origin = pretrained.get("package") or pretrained.get("weights")
+            digest = f", sha256 {pretrained['sha256'][:12]}..." if pretrained.get("sha256") else ""
+            licence = f", licence {pretrained['licence']}" if pretrained.get("licence") else ""
+            lines.append(f"pretrained {origin}{digest}{licence}")
         q = contract.get("quantization")
         if q and precision == "fp16":
             lines.append(_fp16_line(q))
@@ -115,7 +121,8 @@ def format_info(info: dict[str, Any]) -> str:
                 )
             lines.append(
                 f"int8       {q.get('format')} {q.get('calibration_method')}, per-channel {q.get('per_channel')}, "
-                f"{q.get('calibration_images')} calibration images{acc}"
+                f"{'7-bit' if q.get('reduce_range') else '8-bit'} weights, {q.get('activations', 'int8')} "
+                f"activations, {q.get('calibration_images')} calibration images{acc}"
             )
             lines.extend(_fp32_lines(info.get("fp32_nodes") or [], q))
         source = contract.get("source") or {}
