@@ -243,29 +243,16 @@ def same_pad(x, kernel, stride):
     return np.pad(x, ((0, 0), (before, total - before), (before, total - before), (0, 0))), out
 
 
-def conv(x, weight, stride=1):
-    """NHWC ``x`` with an OIHW (PyTorch) kernel."""
+def conv(x, weight, stride=1, depthwise=False):
+    """NHWC ``x`` with an OIHW (PyTorch) kernel, or a depthwise (C, 1, kH, kW) one."""
     kernel = weight.shape[2]
     padded, out = same_pad(x, kernel, stride)
-    y = np.zeros((x.shape[0], out, out, weight.shape[0]), np.float64)
+    y = np.zeros((x.shape[0], out, out, x.shape[3] if depthwise else weight.shape[0]), np.float64)
     for i in range(kernel):
         for j in range(kernel):
             window = padded[:, i : i + stride * out : stride, j : j + stride * out : stride, :]
-            y += window @ weight[:, :, i, j].T.astype(np.float64)
-    return y
-
-
-def depthwise(x, weight, stride=1):
-    """NHWC ``x`` with a depthwise (C, 1, kH, kW) kernel."""
-    kernel = weight.shape[2]
-    padded, out = same_pad(x, kernel, stride)
-    y = np.zeros((x.shape[0], out, out, x.shape[3]), np.float64)
-    for i in range(kernel):
-        for j in range(kernel):
-            y += (
-                padded[:, i : i + stride * out : stride, j : j + stride * out : stride, :]
-                * weight[:, 0, i, j]
-            )
+            tap = weight[:, :, i, j].astype(np.float64)
+            y += window * tap[:, 0] if depthwise else window @ tap.T
     return y
 
 
@@ -284,7 +271,7 @@ def reference_forward(arch, t, images):
         inputs = x
         if block.expand != 1:
             x = bn(conv(x, t[f"{p}._expand_conv.weight"]), f"{p}._bn0")
-        x = bn(depthwise(x, t[f"{p}._depthwise_conv.weight"], block.stride), f"{p}._bn1")
+        x = bn(conv(x, t[f"{p}._depthwise_conv.weight"], block.stride, depthwise=True), f"{p}._bn1")
         x = bn(conv(x, t[f"{p}._project_conv.weight"]), f"{p}._bn2", act=False)
         if block.residual:
             x = x + inputs

@@ -82,6 +82,13 @@ def test_reduce_range_on_writes_seven_bit_weights_and_says_so(trained_run, tmp_p
     assert max(np.abs(c.astype(int)).max() for c in weight_codes(seven)) <= 64
     assert max(np.abs(c.astype(int)).max() for c in weight_codes(eight)) == 127
 
+    # The probabilities stay float: not on the 1/255 grid a quantised softmax would put them on.
+    x = np.random.default_rng(0).uniform(0, 255, (8, *read_contract(seven).input.shape)).astype(np.float32)
+    probs = Predictor(paths["on"], provider="cpu").predict_batch(x)
+    assert np.abs(probs * 255 - np.round(probs * 255)).max() > 1e-3
+    softmax = next(n for n in seven.graph.node if n.op_type == "Softmax")
+    assert softmax.output[0] == seven.graph.output[0].name
+
     # On a CPU that saturates, the 8-bit file gets advice and the 7-bit one none.
     monkeypatch.setattr(cpuinfo, "int8_saturates", lambda flags=None: True)
     advised = Predictor(paths["off"], provider="cpu").info.advice

@@ -122,7 +122,7 @@ def test_cli_train_grey_awkward_files_lists_skipped(tmp_path):
         (["train", "{one}"], "at least two classes"),
         (["train", "{empty}"], "no images"),
         (["train", "{few}"], "too few to split"),
-        (["train", "{few}", "--arch", "cnn", "--fine-tune-epochs", "2"], "vgg16 only"),
+        (["train", "{few}", "--arch", "cnn", "--fine-tune-epochs", "2"], "efficientnet-lite2 only"),
         (["train", "{few}", "--img-size", "8"], "--img-size"),
         (["evaluate", "{tmp}/nope.keras", "{few}"], "model file not found"),
     ],

@@ -179,6 +179,15 @@ def quantize_once(
         "percentile": q.CalibrationMethod.Percentile,
     }[method]
     extra: dict[str, Any] = {"CalibTensorRangeSymmetric": False, **(options or {})}
+    # The probabilities stay float: quantised, they would come in steps of 1/255, and of 1,000 classes most
+    # would read 0 (top-k ties, --min-confidence on a coarse grid). A softmax costs nothing next to the network.
+    import onnx
+
+    softmax = [
+        n.name
+        for n in onnx.load(str(pre_path), load_external_data=False).graph.node
+        if n.op_type == "Softmax"
+    ]
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
     # ONNX Runtime's entropy and percentile calibrators print() their progress: kept off stdout, which
@@ -193,7 +202,7 @@ def quantize_once(
             activation_type=q.QuantType.QUInt8 if activations == "uint8" else q.QuantType.QInt8,
             weight_type=q.QuantType.QInt8,
             calibrate_method=calibrate,
-            nodes_to_exclude=list(nodes_to_exclude),
+            nodes_to_exclude=[*nodes_to_exclude, *softmax],
             nodes_to_quantize=list(nodes_to_quantize) or None,
             reduce_range=reduce_range,
             extra_options=extra,
