@@ -52,7 +52,7 @@ json.dump(out, open(sys.argv[2], "w"))
 
 def quantise(fp32: Path, out: Path, calib: list[np.ndarray], activations: str, reduce_range: bool) -> None:
     """edgecnn's own quantisation step (minmax, per-channel) with the activation type and weight bits given."""
-    from edgecnn.conversion.quantize import preprocess_for_quantization, quantize_once
+    from edgecnn.conversion.qdq import preprocess_for_quantization, quantize_once
 
     pre = out.with_suffix(".pre.onnx")
     preprocess_for_quantization(fp32, pre)
