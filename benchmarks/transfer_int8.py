@@ -10,6 +10,7 @@ the accuracy gate on the validation images), for the default EfficientNet-Lite0 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from common import write_result
@@ -22,10 +23,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--calib-size", type=int, default=300)
     args = parser.parse_args()
+    arch = json.loads((args.run / "report.json").read_text())["arch"]
     figures = cnn_figures(args.run, args.data, args.calib_size)
-    write_result(
-        f"transfer_int8_{args.data.resolve().name}", {"dataset": args.data.resolve().name, **figures}
-    )
+    dataset = args.data.resolve().name
+    write_result(f"transfer_int8_{dataset}_{arch}", {"dataset": dataset, "arch": arch, **figures})
 
 
 if __name__ == "__main__":
