@@ -20,7 +20,10 @@ class Provider(str, Enum):
 
 
 ModelOption = Annotated[
-    Path | None, typer.Option(help="An edgecnn .onnx model [default: the shipped default model].")
+    Path | None,
+    typer.Option(
+        help="An edgecnn .onnx model [default: the shipped ImageNet model, EfficientNet-Lite0 int8 with the 1,000 ImageNet classes (models/README.md)]."
+    ),
 ]
 ProviderOption = Annotated[
     Provider,

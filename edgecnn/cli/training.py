@@ -207,7 +207,7 @@ def train(
     ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch progress.")] = False,
 ) -> None:
-    """Train a CNN (plain or residual) or a transfer model (MobileNetV3, EfficientNet-B0, VGG16) on a folder of labelled photos."""
+    """Train an image classifier on a folder of labelled photos: EfficientNet-Lite0 fine-tuned from ImageNet weights by default, or another transfer model (EfficientNet-Lite1/2, MobileNetV3, EfficientNet-B0, VGG16), or a CNN from scratch (plain or residual)."""
     from edgecnn.core.metrics import format_metrics
     from edgecnn.training.config import TrainConfig
     from edgecnn.training.train import train as run_training
