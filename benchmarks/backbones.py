@@ -1,13 +1,13 @@
 """Edge backbones side by side: ONNX file size and CPU latency per image, fp32 and int8, batch 1 and 8.
 
 Every ``--arch`` is built at its default input size with weights none (size and speed do not depend on the
-weights; ImageNet weights cannot be downloaded here): the default CNN (112 px, 32 base filters), MobileNetV3
+weights; ImageNet weights cannot be downloaded here): the CNN from scratch (112 px, 32 base filters), MobileNetV3
 Small and Large, EfficientNet-B0 and VGG16 (224 px). Each is saved as a run folder and exported the way
 `edgecnn export RUN --int8 --no-accuracy-gate --calib DATA/train --calib-size N` does (fp32 through the parity
 gate, int8 QDQ calibrated on N cats_dogs training photos; read in place, never copied). Latency is measured
 with edgecnn's Predictor (ONNX Runtime, CPU provider, its default threads) on real cats_dogs validation photos:
 each (model, precision, batch) in several interleaved rounds, each round the median of several runs after a
-warm-up, the figure the median of the rounds. Ratios compare with VGG16 and with the default CNN measured in
+warm-up, the figure the median of the rounds. Ratios compare with VGG16 and with the CNN from scratch measured in
 the same run, at the same precision and batch.
 
     python benchmarks/backbones.py [--data ../shared/datasets/cats_dogs] [--calib-size 16] [--rounds 5]
@@ -149,7 +149,7 @@ def render() -> str:
     data = json.loads((RESULTS / "backbones.json").read_text())
     rows, machine = data["models"], data["machine"]
     names = {
-        "cnn": "default CNN",
+        "cnn": "CNN from scratch",
         "mobilenetv3small": "MobileNetV3-Small",
         "mobilenetv3large": "MobileNetV3-Large",
         "efficientnetb0": "EfficientNet-B0",
@@ -187,7 +187,7 @@ def render() -> str:
         )
     lines += [
         "",
-        "Latency as a multiple of VGG16's and of the default CNN's, same precision and batch (below 1: faster):",
+        "Latency as a multiple of VGG16's and of the CNN from scratch's, same precision and batch (below 1: faster):",
         "",
         "| arch | "
         + " | ".join(f"{p} b{b} ÷ {ref}" for ref in ("VGG16", "CNN") for p in PRECISIONS for b in BATCHES)

@@ -54,7 +54,8 @@ def machine_section(results: list[dict[str, Any]]) -> str:
 def early(result: dict) -> str:
     """A mark on rows measured when early stopping counted its patience from an earlier epoch than now."""
     marks = {"the first epoch": " *", "the middle of the epochs": " †"}
-    return marks.get(result.get("early_stopping_counted_from", ""), "")
+    shared = " ‡" if result.get("shared_machine") else ""  # other work ran on the cores: wall time inflated
+    return marks.get(result.get("early_stopping_counted_from", ""), "") + shared
 
 
 def training_section() -> str:
@@ -94,7 +95,8 @@ def training_section() -> str:
             "early stopping on validation loss counted "
             "from two thirds of the epochs (rows marked * were measured when it counted from the first epoch, "
             "rows marked † when it counted from the middle; a run whose best epoch came after two thirds of "
-            "its epochs would have run the same). Targets: with the defaults, cats_dogs at least 98.5% validation "
+            "its epochs would have run the same; rows marked ‡ ran while other work shared the two cores: their accuracy "
+            "stands, their wall time is inflated). Targets: with the defaults, cats_dogs at least 98.5% validation "
             "accuracy within 15 minutes on this 2-core machine and horse_or_human at least 99.5%; the CNN from "
             "scratch, cats_dogs at least 91% within 30 minutes and horse_or_human at least 96% (published results on "
             "cats_dogs: a small convnet from scratch about 70% without augmentation and 80-85% with it; VGG16 "
@@ -496,10 +498,12 @@ def int8_cpu_section() -> str:
                 f"{pct(here['superclass_top1'])} | {pct(there['superclass_top1'])} |"
             )
         lines.append(
-            "\nWith 8-bit weights the emulated AVX2 CPU's answers move away from fp32's: its kernels add two "
-            "uint8 x int8 products in a 16-bit lane, which 8-bit weights overflow. 7-bit weights give the same "
-            "answers on both CPUs. `--reduce-range auto` therefore turns 7-bit weights on when the exporting CPU is "
-            "such a CPU, and the shipped ImageNet model comes in both forms."
+            "\nWith 8-bit weights the emulated AVX2 CPU's top-1 class moves away from fp32's: its kernels add two "
+            "uint8 x int8 products in a 16-bit lane, which 8-bit weights overflow. On so few photos (one is "
+            f"{100 / emu['photos']:.2f} pp) the cat-or-dog rate is noise either way; what is not noise is the "
+            "fine class changing. 7-bit weights give the same answers on both CPUs, at the same speed. "
+            "`--reduce-range auto` therefore turns 7-bit weights on when the exporting CPU is such a CPU, and the "
+            "shipped ImageNet model comes in both forms."
         )
     lines.append(f"\nCPU flags here: {', '.join(r['cpu_flags'])}. {provenance(r)}\n")
     return "\n".join(lines)

@@ -64,7 +64,6 @@ RECIPE = (
     ("192 px", "train_cats_dogs_arch_efficientnet-lite0_img-size_192_epochs_5_fine-tune-epochs_5"),
     ("160 px", "train_cats_dogs_arch_efficientnet-lite0_img-size_160_epochs_5_fine-tune-epochs_5"),
 )
-SHARED = {name for _, name in RECIPE if "arch_efficientnet-lite0" in name}
 
 
 def recipe_table() -> list[str]:
@@ -82,7 +81,7 @@ def recipe_table() -> list[str]:
     for label, name in RECIPE:
         r = load(name)
         if r:
-            mark = " *" if name in SHARED else ""
+            mark = " *" if r.get("shared_machine") else ""
             lines.append(
                 f"| {label} | {pct(r['val_accuracy'])} | {r['wall_seconds'] / 60:.1f} min{mark} | `{r['train_command']}` |"
             )
