@@ -206,15 +206,22 @@ def build_imagenet_model(
     write_atomic(work / "run" / "report.json", json.dumps({"arch": ARCH, "contract": contract.to_dict()}))
     fp32, int8, int8_7bit = work / FP32_NAME, work / INT8_NAME, work / INT8_7BIT_NAME
     log(f"exporting to ONNX, then int8 (8-bit and 7-bit weights) calibrated on {calib_size} photos...")
-    common = {
-        "int8": True,
-        "calib_dir": calib,
-        "calib_size": calib_size,
-        "accuracy_gate": False,
-        "force": True,
-    }
-    exported = export_all(work / "run", output=fp32, int8_output=int8, reduce_range="off", **common)
-    export_all(fp32, int8_output=int8_7bit, reduce_range="on", **common)
+
+    def export(source: Path, out: Path, reduce_range: str, output: Path | None = None) -> Any:
+        return export_all(
+            source,
+            output=output,
+            int8=True,
+            int8_output=out,
+            calib_dir=calib,
+            calib_size=calib_size,
+            accuracy_gate=False,
+            force=True,
+            reduce_range=reduce_range,
+        )
+
+    exported = export(work / "run", int8, "off", output=fp32)
+    export(fp32, int8_7bit, "on")
     log(f"measuring the three on {len(photos)} photos of {eval_dir}...")
     scores = {
         name: score_superclasses(path, photos)

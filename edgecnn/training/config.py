@@ -89,7 +89,7 @@ class TrainConfig:
             self.epochs = CNN_EPOCHS if backbone is None else backbone.epochs
         if self.fine_tune_epochs is None:
             pretrained = backbone is not None and self.weights != "none"
-            self.fine_tune_epochs = backbone.fine_tune_epochs if pretrained else 0
+            self.fine_tune_epochs = backbone.fine_tune_epochs if backbone is not None and pretrained else 0
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

@@ -74,10 +74,12 @@ def train(config: TrainConfig) -> TrainResult:
         DependencyError: TensorFlow is missing, or ImageNet weights cannot be fetched.
     """
     say = logger.info
+    arch = config.arch
+    assert arch is not None  # set by __post_init__
     splits = discover(config.data_dir, config.val_dir, config.val_split, seed=config.seed)
     for warning in splits.warnings:
         say(f"warning: {warning}")
-    check_weights(config.arch, config.weights)  # before anything is written
+    check_weights(arch, config.weights)  # before anything is written
     run_dir = Path(config.out_dir) if config.out_dir else default_run_dir()
     if run_dir.exists() and (run_dir / "model.keras").exists():
         raise OutputError(f"{run_dir} already holds a trained model; choose another --out")
@@ -150,14 +152,14 @@ def train(config: TrainConfig) -> TrainResult:
     _check_after_decode(splits, train_bad, val_bad)
     say(f"decoded {n_train + n_val} images in {decode_seconds:.1f} s")
 
-    policy = resolve_precision(config.precision, config.arch, devices.on_gpu)
+    policy = resolve_precision(config.precision, arch, devices.on_gpu)
     if policy != "float32":
         say(f"training in {policy} (--precision {config.precision}); the saved model is float32")
 
     def build(dtype: str) -> BuiltModel:
         with devices.scope(), dtype_policy(keras, dtype):
             return build_model(
-                config.arch,
+                arch,
                 spec,
                 len(splits.classes),
                 seed=config.seed,
@@ -263,7 +265,7 @@ def train(config: TrainConfig) -> TrainResult:
     contract = ModelContract(
         labels=tuple(splits.classes),
         input=spec,
-        arch=config.arch,
+        arch=arch,
         normalization=built.normalization,
         training=training_summary,
     )
