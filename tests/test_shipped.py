@@ -37,7 +37,7 @@ def test_the_default_model_is_the_imagenet_model(monkeypatch, tmp_path):
     """No --model: classify, webcam, edgecnn.load() and edgecnn.classify() use EfficientNet-Lite0 with the
     1,000 ImageNet classes, built from the published weights (their SHA-256 is in the contract)."""
     import edgecnn
-    from edgecnn.core.shipped import DEFAULT_MODEL_NAMES, MODEL_ENV
+    from edgecnn.core.shipped import DEFAULT_MODEL_NAMES, MODEL_ENV, SEVEN_BIT_MODEL_NAME
     from edgecnn.training.efficientnet_lite import VARIANTS
 
     monkeypatch.delenv(MODEL_ENV, raising=False)
@@ -47,7 +47,7 @@ def test_the_default_model_is_the_imagenet_model(monkeypatch, tmp_path):
     assert "using the shipped default model" in result.stderr and "imagenet-lite0" in result.stderr
     assert json.loads(result.stdout)["classified"] >= 9
     model = edgecnn.load(provider="cpu")
-    assert model.path.name in DEFAULT_MODEL_NAMES and len(model.labels) == 1000
+    assert model.path.name in (*DEFAULT_MODEL_NAMES, SEVEN_BIT_MODEL_NAME) and len(model.labels) == 1000
     assert model.labels[281] == "tabby" and model.labels[207] == "golden retriever"
     pretrained = model.contract.training["pretrained"]
     assert (
