@@ -313,7 +313,7 @@ def test_mobilenetv3small_trains_fine_tunes_and_exports(tmp_path, log_lines):
 def test_lite0_trains_fine_tunes_and_exports_with_its_weights_recorded(tmp_path, log_lines):
     """EfficientNet-Lite0 from a .pth file: frozen base, fine-tuning from its last stage, the file's SHA-256 in
     the report and the contract (never its local path in the contract), export and int8."""
-    from edgecnn.training.torchfile import sha256_of
+    from edgecnn.core.onnxfile import file_sha256 as sha256_of
 
     weights = weights_file(tmp_path, "efficientnet-lite0")
     run = train_tiny(tmp_path, "efficientnet-lite0", str(weights))

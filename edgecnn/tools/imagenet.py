@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.core.atomic import write_atomic
+from edgecnn.core.atomic import atomic_output, write_atomic
 from edgecnn.core.contract import InputSpec, ModelContract
 from edgecnn.core.errors import ConfigError, DatasetError
 from edgecnn.core.files import iter_image_files
@@ -108,31 +108,36 @@ def labelled_photos(folder: str | Path, limit: int | None = None, seed: int = 0)
 def score_superclasses(
     model_path: str | Path, photos: Sequence[tuple[Path, str]], batch: int = 32
 ) -> SuperclassScore:
-    """Run an ImageNet model over labelled photos; count top-1 and top-5 in each folder's ImageNet classes."""
-    from edgecnn.core.imaging import load_image
+    """Run an ImageNet model over labelled photos; count top-1 and top-5 in each folder's ImageNet classes.
+
+    Photos are decoded as ``classify`` decodes them (worker threads, the contract's input rule); one that
+    cannot be read is left out of every count.
+    """
+    from edgecnn.core.decode import iter_batches
     from edgecnn.runtime.predictor import Predictor
 
     predictor = Predictor(model_path, provider="cpu")
-    spec = predictor.contract.input
-    probs, seconds = [], 0.0
-    for start in range(0, len(photos), batch):
-        images = np.stack([load_image(path, spec) for path, _ in photos[start : start + batch]])
+    samples = [(path, i) for i, (path, _) in enumerate(photos)]  # the label is the photo's place in the list
+    probs: list[np.ndarray] = []
+    places: list[int] = []
+    seconds = 0.0
+    for images, index, _, _ in iter_batches(samples, predictor.contract, batch, None):
         t0 = time.perf_counter()
         probs.append(predictor.predict_batch(images))
         seconds += time.perf_counter() - t0
-    p = np.concatenate(probs)
-    top5 = np.argsort(-p, axis=1)[:, :5]
-    hit1 = np.array([top5[i, 0] in SUPERCLASSES[name] for i, (_, name) in enumerate(photos)])
-    hit5 = np.array([any(c in SUPERCLASSES[name] for c in top5[i]) for i, (_, name) in enumerate(photos)])
-    names = [name for _, name in photos]
+        places.extend(int(i) for i in index)
+    top5 = np.argsort(-np.concatenate(probs), axis=1)[:, :5]
+    names = [photos[i][1] for i in places]
+    hit1 = np.array([top5[k, 0] in SUPERCLASSES[name] for k, name in enumerate(names)])
+    hit5 = np.array([any(c in SUPERCLASSES[name] for c in top5[k]) for k, name in enumerate(names)])
     per_folder = {n: float(hit1[[x == n for x in names]].mean()) for n in sorted(set(names))}
     return SuperclassScore(
-        images=len(photos),
+        images=len(names),
         top1=float(hit1.mean()),
         top5=float(hit5.mean()),
         per_folder=per_folder,
         predictions=top5[:, 0],
-        images_per_second=len(photos) / seconds if seconds else 0.0,
+        images_per_second=len(names) / seconds if seconds else 0.0,
     )
 
 
@@ -231,10 +236,11 @@ def build_imagenet_model(
     # Both int8 files or neither: the 7-bit one serves the CPUs whose kernels saturate with the 8-bit one.
     shipped = [int8, int8_7bit] if all(holds.values()) else [fp32]
     models.mkdir(parents=True, exist_ok=True)
-    for stale in (FP32_NAME, INT8_NAME, INT8_7BIT_NAME):
+    for path in shipped:  # each file whole (atomically), before the one it replaces is gone
+        with atomic_output(models / path.name, force=True) as tmp:
+            shutil.copyfile(path, tmp)
+    for stale in {FP32_NAME, INT8_NAME, INT8_7BIT_NAME} - {path.name for path in shipped}:
         (models / stale).unlink(missing_ok=True)
-    for path in shipped:
-        shutil.copyfile(path, models / path.name)
     card = {
         "model": shipped[0].name,
         "models": [path.name for path in shipped],

@@ -83,8 +83,7 @@ def _load_lite(arch: str, spec: InputSpec, weights: str) -> tuple[Any, dict[str,
         state = lite.imagenet_weights(arch)
         source = {"weights": "imagenet", "package": lite.VARIANTS[arch].package}
     else:
-        check_weights(arch, weights)
-        state = read_state_dict(weights)
+        state = read_state_dict(weights)  # set_weights checks every tensor against the network
         source = {"weights": "file"}
     lite.set_weights(base, arch, state)
     return base, {**source, "file": str(state.path), "sha256": state.sha256, "licence": lite.WEIGHTS_LICENCE}

@@ -129,15 +129,6 @@ class _Unpickler(pickle.Unpickler):
         return known
 
 
-def sha256_of(path: Path) -> str:
-    """The file's SHA-256, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_state_dict(path: Path | str) -> StateDict:
     """Read a PyTorch legacy state dict as NumPy arrays, running nothing the file names.
 
