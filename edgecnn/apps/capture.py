@@ -28,7 +28,7 @@ from edgecnn.apps.live import (
     LatestFrameSource,
     SequentialSource,
 )
-from edgecnn.core.errors import SourceError
+from edgecnn.core.errors import ConfigError, SourceError
 
 __all__ = [
     "END_OF_SOURCE",
@@ -39,9 +39,11 @@ __all__ = [
     "LatestFrameSource",
     "SequentialSource",
     "camera_devices",
+    "check_source_options",
     "display_available",
     "is_sequence_pattern",
     "is_stream_url",
+    "open_capture",
     "open_source",
 ]
 
@@ -98,6 +100,43 @@ def camera_devices() -> list[str]:
     return sorted(glob.glob("/dev/video*")) if sys.platform.startswith("linux") else []
 
 
+def check_source_options(
+    source: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    realtime: bool | None = None,
+) -> None:
+    """Refuse options that cannot apply to the chosen source, before anything is opened.
+
+    A capture size can only be requested from a camera (a file or stream has its own size), and pacing applies
+    only to video files and image sequences (cameras and streams are always read live, newest frame only).
+
+    Args:
+        source: The ``--source`` given, or None for a camera.
+        width: The capture width asked for.
+        height: The capture height asked for.
+        realtime: The pacing asked for (None: not given).
+
+    Raises:
+        ConfigError: An option that would be ignored by this source, or a size below 1.
+    """
+    for option, value in (("--width", width), ("--height", height)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} must be at least 1, got {value}")
+    if source is not None and (width is not None or height is not None):
+        raise ConfigError(
+            f"--width/--height request a capture size from a camera; --source {source} has its own frame size "
+            "(every frame is resized to the model input anyway): drop --width/--height"
+        )
+    if realtime is not None and (source is None or is_stream_url(source)):
+        flag = "--realtime" if realtime else "--no-realtime"
+        what = "a camera" if source is None else f"the stream {source}"
+        raise ConfigError(
+            f"{flag} paces a video file or image sequence; {what} is always read live (newest frame only): "
+            f"drop {flag}"
+        )
+
+
 def open_source(
     camera: int = 0,
     source: str | None = None,
@@ -112,15 +151,18 @@ def open_source(
     Args:
         camera: Camera index, used when ``source`` is None.
         source: A video file, an image sequence pattern (``frames/img_%04d.png``) or a stream URL.
-        width: Capture width to request from a camera.
-        height: Capture height to request from a camera.
-        realtime: Pace a file like a live source (default: live sources live, files every frame in order).
+        width: Capture width to request from a camera (refused with ``source``).
+        height: Capture height to request from a camera (refused with ``source``).
+        realtime: Pace a file like a live source (default: every frame in order); refused for cameras and
+            streams, which are always live.
         max_retries: Reconnection attempts for live sources.
         backoff: First wait between reconnection attempts in seconds (doubles each time).
 
     Raises:
+        ConfigError: An option that cannot apply to this source (see ``check_source_options``).
         SourceError: The source cannot be opened or gives no first frame; the message says what was tried.
     """
+    check_source_options(source, width, height, realtime)
     if source is None:
         return _open_camera(camera, width, height, max_retries, backoff)
     if is_stream_url(source):
@@ -134,8 +176,9 @@ def open_source(
             raise SourceError(
                 f"{path} is a folder; for images use `edgecnn classify`, or give a pattern like {p / 'img_%04d.png'}"
             )
-    capture = Capture(path)
+    capture, _ = open_capture(path)
     if not capture.opened():
+        capture.release()
         raise SourceError(
             f"OpenCV cannot open {path} as a video (unsupported container or codec, or not a video)"
         )
@@ -148,19 +191,35 @@ def open_source(
     return seq
 
 
-def _open_camera(
-    index: int, width: int | None, height: int | None, max_retries: int, backoff: float
-) -> LatestFrameSource:
-    tried = []
-    devices = camera_devices()
-    capture = Capture(index, width, height)
-    tried.append(f"camera index {index} (default backend)")
+def open_capture(
+    target: int | str, width: int | None = None, height: int | None = None
+) -> tuple[Capture, list[str]]:
+    """Open a camera index, a stream URL or a file: the one way, for the first open and for every reopen.
+
+    A camera is tried with OpenCV's default backend, then on Linux with V4L2 (the default may pick a backend
+    that cannot open the device); a stream or file with the default backend only.
+
+    Returns:
+        The capture (check ``opened()``; the caller releases it) and what was tried, for messages.
+    """
+    capture = Capture(target, width, height)
+    if not isinstance(target, int):
+        return capture, [str(target)]
+    tried = [f"camera index {target} (default backend)"]
     if not capture.opened() and sys.platform.startswith("linux"):
         import cv2
 
         capture.release()
-        capture = Capture(index, width, height, api=cv2.CAP_V4L2)
-        tried.append(f"camera index {index} (V4L2)")
+        capture = Capture(target, width, height, api=cv2.CAP_V4L2)
+        tried.append(f"camera index {target} (V4L2)")
+    return capture, tried
+
+
+def _open_camera(
+    index: int, width: int | None, height: int | None, max_retries: int, backoff: float
+) -> LatestFrameSource:
+    devices = camera_devices()
+    capture, tried = open_capture(index, width, height)
     if not capture.opened():
         capture.release()
         found = (
@@ -179,19 +238,12 @@ def _open_camera(
         raise SourceError(
             f"camera {index} opened but gave no frame (in use by another program, or no permission)"
         )
-    return _live_source(
-        capture,
-        first,
-        lambda: Capture(index, width, height),
-        f"camera {index}",
-        max_retries,
-        backoff,
-    )
+    return _live_source(capture, first, index, width, height, f"camera {index}", max_retries, backoff)
 
 
 def _open_stream(url: str, max_retries: int, backoff: float) -> LatestFrameSource:
     _check_stream_reachable(url)
-    capture = Capture(url)
+    capture, _ = open_capture(url)
     if not capture.opened():
         capture.release()
         raise SourceError(
@@ -201,21 +253,24 @@ def _open_stream(url: str, max_retries: int, backoff: float) -> LatestFrameSourc
     if first is None:
         capture.release()
         raise SourceError(f"the stream {url} opened but sent no frame")
-    return _live_source(capture, first, lambda: Capture(url), f"stream {url}", max_retries, backoff)
+    return _live_source(capture, first, url, None, None, f"stream {url}", max_retries, backoff)
 
 
 def _live_source(
     capture: Capture,
     first: np.ndarray,
-    reconnect: Callable[[], Capture],
+    target: int | str,
+    width: int | None,
+    height: int | None,
     description: str,
     max_retries: int,
     backoff: float,
 ) -> LatestFrameSource:
     """A latest-frame source over an opened capture whose first frame was already read.
 
-    The source's grabber thread is the only caller of these closures, so the capture they share is read,
-    replaced and released by one thread.
+    A reconnection opens ``target`` through ``open_capture``, exactly as the first open did. The source's
+    grabber thread is the only caller of these closures, so the capture they share is read, replaced and
+    released by one thread.
     """
     pending = [first]
     current = [capture]
@@ -227,7 +282,7 @@ def _live_source(
 
     def reopen() -> Callable[[], np.ndarray | None] | None:
         current[0].release()
-        current[0] = reconnect()
+        current[0] = open_capture(target, width, height)[0]
         return reader if current[0].opened() else None
 
     def release() -> None:
@@ -248,17 +303,21 @@ def _check_stream_reachable(url: str, timeout: float = 3.0) -> None:
     """Fail fast with a clear message when a stream's host does not answer (OpenCV may hang for long)."""
     from urllib.parse import urlparse
 
-    parsed = urlparse(url)
-    if not parsed.hostname:
-        raise SourceError(f"not a usable stream URL: {url}")
+    try:
+        parsed = urlparse(url)
+        host, port = parsed.hostname, parsed.port  # .port raises ValueError when out of range or not a number
+    except ValueError as exc:
+        raise SourceError(f"not a usable stream URL: {url} ({exc})") from None
+    if not host:
+        raise SourceError(f"not a usable stream URL: {url} (no host)")
     default_ports = {"rtsp": 554, "http": 80, "https": 443, "rtmp": 1935, "udp": None, "tcp": None}
-    port = parsed.port or default_ports.get(parsed.scheme.lower())
+    port = port or default_ports.get(parsed.scheme.lower())
     if port is None:
         return
     try:
-        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             pass
+    except UnicodeError as exc:  # a host name IDNA cannot encode (an empty or over-long label)
+        raise SourceError(f"not a usable stream URL: {url} (host name: {exc})") from None
     except OSError as exc:
-        raise SourceError(
-            f"cannot reach {parsed.hostname}:{port} for {url} ({exc.strerror or exc})"
-        ) from None
+        raise SourceError(f"cannot reach {host}:{port} for {url} ({exc.strerror or exc})") from None
