@@ -19,6 +19,22 @@ class Metrics:
     per_class: dict[str, dict[str, float]]
     count: int
 
+    @property
+    def macro_f1(self) -> float:
+        """The mean F1 over the classes that have images or predictions (0.0 when there are none).
+
+        As in scikit-learn (``f1_score(average="macro")`` without ``labels``), a class with neither images nor
+        predictions is left out of the average: there is nothing to score, and counting it as 0 would report
+        a perfect classifier of two classes out of three as 0.667. A class with images but no correct
+        prediction, or with predictions but no images, is averaged in with its F1 of 0.
+        """
+        scored = [
+            float(self.per_class[name]["f1"])
+            for i, name in enumerate(self.classes)
+            if self.confusion[i, :].sum() or self.confusion[:, i].sum()
+        ]
+        return float(np.mean(scored)) if scored else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "accuracy": self.accuracy,
@@ -26,7 +42,7 @@ class Metrics:
             "classes": list(self.classes),
             "per_class": self.per_class,
             "confusion_matrix": self.confusion.tolist(),
-            "macro_f1": float(np.mean([v["f1"] for v in self.per_class.values()])) if self.per_class else 0.0,
+            "macro_f1": self.macro_f1,
         }
 
 
