@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.contract import ModelContract
-from edgecnn.core.dataset import LabelledFolder, list_class_folder
+from edgecnn.core.dataset import LabelledFolder, evaluation_folder, list_class_folder
 from edgecnn.core.decode import iter_batches
 from edgecnn.core.errors import DatasetError
 from edgecnn.core.metrics import Metrics, compute_metrics
@@ -65,12 +65,8 @@ class EvaluationResult:
 
 
 def resolve_eval_dir(data_dir: str | Path) -> Path:
-    """A folder of class folders, or the val/ folder of a train/val layout."""
-    root = Path(data_dir)
-    for name in ("val", "valid", "validation", "test"):
-        if (root / name).is_dir() and (root / "train").is_dir():
-            return root / name
-    return root
+    """A folder of class folders, or the held-out folder of a train/val layout (``dataset.find_split_layout``)."""
+    return evaluation_folder(data_dir)
 
 
 def load_onnx_model(

@@ -21,6 +21,8 @@ Skipped = tuple[Path, str]
 
 TRAIN_NAMES = ("train", "training")
 VAL_NAMES = ("val", "valid", "validation")
+#: A held-out folder that evaluation and calibration may use in place of a validation one; training never does.
+TEST_NAMES = ("test",)
 IMBALANCE_RATIO = 3.0
 
 
@@ -142,6 +144,49 @@ def _find_child(root: Path, names: Sequence[str]) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class SplitLayout:
+    """The split folders of a dataset root that holds them (``train/`` beside ``val/`` and/or ``test/``)."""
+
+    train: Path
+    val: Path | None
+    test: Path | None
+
+    @property
+    def held_out(self) -> Path:
+        """The folder to evaluate or calibrate on: the validation folder, else the test folder."""
+        held_out = self.val or self.test
+        assert held_out is not None  # find_split_layout returns a layout only when one of them exists
+        return held_out
+
+
+def find_split_layout(root: str | Path) -> SplitLayout | None:
+    """Whether ``root`` is a train/validation layout, and its folders: the one rule every command uses.
+
+    A layout is a training folder (one of TRAIN_NAMES, first found) beside a validation folder (VAL_NAMES)
+    or a test folder (TEST_NAMES). Training needs the validation folder (``discover``); evaluation and
+    calibration take the validation folder, else the test folder (``SplitLayout.held_out``).
+
+    Returns:
+        The layout, or None when ``root`` is not one (then it is a folder of class folders).
+    """
+    root = Path(root)
+    train = _find_child(root, TRAIN_NAMES)
+    if train is None:
+        return None
+    val, test = _find_child(root, VAL_NAMES), _find_child(root, TEST_NAMES)
+    if val is None and test is None:
+        return None
+    return SplitLayout(train=train, val=val, test=test)
+
+
+def evaluation_folder(data_dir: str | Path) -> Path:
+    """The folder of class folders to evaluate or calibrate on: the held-out folder of a split layout, else
+    ``data_dir`` itself."""
+    layout = find_split_layout(data_dir)
+    return layout.held_out if layout is not None else Path(data_dir)
+
+
 def discover(
     data_dir: str | Path,
     val_dir: str | Path | None = None,
@@ -161,9 +206,9 @@ def discover(
     root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(f"data folder not found: {root}" if not root.exists() else f"not a folder: {root}")
-    train_sub = _find_child(root, TRAIN_NAMES)
-    val_sub = _find_child(root, VAL_NAMES)
-    if train_sub is not None and val_sub is not None:
+    split_layout = find_split_layout(root)
+    if split_layout is not None and split_layout.val is not None:
+        train_sub, val_sub = split_layout.train, split_layout.val
         if val_dir is not None or val_split is not None:
             raise DatasetError(
                 f"{root} already has train/ and val/ folders; drop --val-dir/--val-split or point at a folder of "
