@@ -3,8 +3,8 @@
 against a plain run; TensorRT's engine build time cold and from its cache; parity of every GPU row with the
 CPU; and `webcam` per-frame latency on CUDA against the CPU on a generated 640x480 video.
 
-    python benchmarks/gpu.py                       # the default CNN (96 px, random weights: speed does not
-                                                   # depend on them), exported to fp32, fp16 and int8
+    python benchmarks/gpu.py                       # the CNN at its training default size (random weights:
+                                                   # speed does not depend on them), as fp32, fp16 and int8
     python benchmarks/gpu.py --run runs/cats_dogs-cnn --vgg16   # a trained run, and VGG16 at 224 (weights none)
 
 It runs on a machine without a GPU too: the CUDA and TensorRT rows then say "unavailable" with the reason, which
@@ -36,10 +36,11 @@ def export_models(folder: Path, arch: str, run: Path | None, images: Path) -> di
 
     calib = None  # a trained run calibrates on its own training images
     if run is None:
+        from edgecnn.training.backbones import defaults
         from edgecnn.training.models import build_cnn, build_vgg16
 
         calib = images
-        spec = InputSpec.square(224 if arch == "vgg16" else 96)
+        spec = InputSpec.square(defaults(arch)[0])  # the size `edgecnn train --arch ARCH` uses
         built = build_vgg16(spec, 2, weights="none") if arch == "vgg16" else build_cnn(spec, 2)
         run = folder / arch
         run.mkdir()

@@ -35,9 +35,17 @@ def judge_parity(*args):
     return judge_parity(*args)
 
 
-#: Largest probability difference against the CPU: fp32 runs with TF32 on Ampere and newer (10 mantissa bits,
-#: like fp16), so float files share the fp16 export's limit; int8 kernels round differently per provider.
-LIMITS = {"fp32": FP16_MAX_ABS_DIFF, "fp16": FP16_MAX_ABS_DIFF, "int8": 0.05}
+#: Largest probability difference of a GPU provider against the CPU (tests/test_marked.py uses it too): fp32
+#: runs with TF32 on Ampere and newer (10 mantissa bits, like fp16), so float files share the fp16 export's
+#: limit. An int8 QDQ file is not run the same way on the two: the CPU provider fuses each
+#: DequantizeLinear -> Conv -> QuantizeLinear into an integer kernel (MLAS, int32 sums, requantised with a
+#: float scale), while the CUDA provider runs the DequantizeLinear and QuantizeLinear nodes around a float
+#: convolution. Each requantised activation may then round to the neighbouring step, and the steps add up
+#: through the layers: the output probabilities (themselves in steps of 1/255, about 0.004) can move by
+#: several steps, so 1e-3 (a quarter of one step) is not a bound either provider promises; 0.05 is about a
+#: dozen steps, still far below a changed answer.
+INT8_MAX_ABS_DIFF = 0.05
+LIMITS = {"fp32": FP16_MAX_ABS_DIFF, "fp16": FP16_MAX_ABS_DIFF, "int8": INT8_MAX_ABS_DIFF}
 
 
 @pytest.fixture(scope="module")

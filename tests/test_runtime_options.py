@@ -171,7 +171,19 @@ def test_cuda_session_gets_its_options_and_io_binding(simulate):
     with Predictor(FP32, provider="cuda", cuda=CudaOptions(prefer_nhwc=True)) as p:
         assert p.provider == "cuda"
         first = fake.calls[-1][0]
-        assert first == ("CUDAExecutionProvider", CudaOptions(prefer_nhwc=True).provider_options())
+        # The names and values ONNX Runtime's CUDA provider documents (CUDA-ExecutionProvider.html), written out
+        # here rather than asked of the function that makes them.
+        assert first == (
+            "CUDAExecutionProvider",
+            {
+                "device_id": "0",
+                "cudnn_conv_algo_search": "EXHAUSTIVE",
+                "cudnn_conv_use_max_workspace": "1",
+                "prefer_nhwc": "1",
+                "enable_cuda_graph": "0",
+                "use_tf32": "1",
+            },
+        )
         assert p.info.options["cuda"]["prefer_nhwc"] is True
         assert "IO binding on cuda, host staging pinned host buffer" in p.info.describe()
         assert np.allclose(p.predict_batch(x), plain(FP32, x), atol=1e-6)

@@ -116,6 +116,69 @@ def test_keras_model_with_a_lambda_layer_is_refused(tmp_path):
     assert "cannot load Keras model" in result.stderr and "Traceback" not in result.output
 
 
+MARKER_VARIABLE = "EDGECNN_TEST_LAMBDA_MARKER"
+
+
+def test_foreign_h5_with_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_path, monkeypatch, photos_rgb):
+    from edgecnn.training.keras_io import load_keras_model
+    from edgecnn.training.models import import_keras
+
+    keras, _ = import_keras()
+    marker = tmp_path / "lambda-ran"
+    monkeypatch.setenv(MARKER_VARIABLE, str(marker))
+    inputs = keras.Input((8, 8, 3))
+    # Self-contained (no globals, closure or defaults): the .h5 holds its bytecode, which leaves a file behind
+    # whenever it runs.
+    outputs = keras.layers.Lambda(
+        lambda x: (
+            __import__("pathlib").Path(__import__("os").environ["EDGECNN_TEST_LAMBDA_MARKER"]).touch(),
+            x,
+        )[1]
+    )(inputs)
+    outputs = keras.layers.GlobalAveragePooling2D()(outputs)
+    outputs = keras.layers.Dense(3, activation="softmax")(outputs)
+    source = tmp_path / "keras_model.h5"
+    keras.Model(inputs, outputs).save(source)
+    assert marker.exists()  # building the model ran the Lambda: the marker works
+    marker.unlink()
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+
+    with pytest.raises(
+        ModelFileError, match=r"cannot load Keras model.*`Lambda` layer.*safe mode only"
+    ) as info:
+        load_keras_model(source)
+    assert "safe_mode=False" not in str(info.value)  # no advice to switch the check off
+    export = ["export", str(source), "--labels", str(tmp_path / "labels.txt"), "--preset", "keras-tf"]
+    commands = {
+        "export": [*export, "--eval", str(photos_rgb), "-o", str(tmp_path / "out.onnx")],
+        "export --int8": [*export, "--eval", str(photos_rgb), "--int8", "--calib", str(photos_rgb)],
+        "adopt": ["adopt", str(source), "--labels", str(tmp_path / "labels.txt"), "--scale", "0-1"],
+        "evaluate": ["evaluate", str(source), str(photos_rgb)],
+    }
+    for name, args in commands.items():
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (name, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output, name
+        assert not marker.exists(), f"{name} ran the Lambda's code"
+    assert "`Lambda` layer" in runner.invoke(app, commands["export"]).stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keras_model.h5", "labels.txt"]  # nothing written
+
+    # Control: without safe mode the same file does run its code, so the checks above can fail.
+    keras.saving.load_model(str(source), compile=False, safe_mode=False)
+    assert marker.exists()
+
+
+@pytest.fixture()
+def photos_rgb(tmp_path_factory):
+    """Two solid-colour PNGs per class (red, green, blue), 8 px."""
+    root = tmp_path_factory.mktemp("photos_rgb")
+    for label, colour in (("red", (230, 20, 20)), ("green", (20, 230, 20)), ("blue", (20, 20, 230))):
+        (root / label).mkdir()
+        for i in range(2):
+            Image.fromarray(solid(colour, 8)).save(root / label / f"{i}.png")
+    return root
+
+
 # --- models that contradict themselves ---------------------------------------------------------------------
 
 

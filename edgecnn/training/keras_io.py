@@ -32,15 +32,17 @@ def load_keras_contract(model_path: Path) -> ModelContract:
 
 
 def load_keras_model(model_path: Path) -> Any:
-    """Load a .keras file in Keras' safe mode (no arbitrary code from the file)."""
+    """Load a .keras or .h5 file in Keras' safe mode (no code from the file is run, e.g. a Lambda layer's)."""
     from edgecnn.training.models import import_keras
 
     keras, _ = import_keras()
     try:
         return keras.saving.load_model(str(model_path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError/OSError/zipfile errors for bad files
+        # Keras' refusal of code in the file ends by suggesting safe_mode=False: edgecnn has no such switch.
+        reason = str(exc).splitlines()[0].split(" If you trust the source")[0][:240]
         raise ModelFileError(
-            f"cannot load Keras model {model_path}: {str(exc).splitlines()[0][:200]}"
+            f"cannot load Keras model {model_path}: {reason} (edgecnn loads Keras files in safe mode only)"
         ) from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +14,51 @@ import numpy as np
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.dataset import Sample, Skipped
 from edgecnn.core.decode import skip_reason
+from edgecnn.core.errors import OutputError
 from edgecnn.core.imaging import load_image
+from edgecnn.core.version import __version__
+
+#: The prefix of tf.data's cache files inside a run folder's ``cache/`` (``<prefix>-<key>-<split>...``).
+CACHE_PREFIX = "decoded"
+
+
+def cache_key(samples: Sequence[Sample], spec: InputSpec) -> str:
+    """A name for the decoded images of ``samples`` under ``spec``: it changes when the data or settings do.
+
+    The files (path, label, size, modification time), the input spec and the edgecnn version go into it,
+    so a cache left by another run (other data, image size, channels or resize) is never read back.
+    """
+    files: list[list[Any]] = []
+    for path, label in samples:
+        try:
+            st = os.stat(path)
+            stamp: list[int | None] = [st.st_size, st.st_mtime_ns]
+        except OSError:  # an unreadable file is skipped at decode time; it still names the data
+            stamp = [None, None]
+        files.append([str(path), int(label), *stamp])
+    facts = {"edgecnn": __version__, "input": spec.to_dict(), "files": files}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def clear_decode_cache(cache_dir: Path) -> None:
+    """Remove the tf.data cache files a run left in ``cache_dir`` (a killed run leaves them, lock file too).
+
+    A killed run's lock file would make tf.data refuse the next run, and a finished cache of other data
+    would be read back as if it were this run's; nothing else uses the folder, so it is emptied of them.
+
+    Raises:
+        OutputError: A leftover cache file cannot be removed.
+    """
+    if not cache_dir.is_dir():
+        return
+    for leftover in sorted(cache_dir.glob(CACHE_PREFIX + "*")):
+        try:
+            leftover.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot remove the leftover decode cache {leftover}: {exc.strerror or exc}; "
+                "delete it or choose another --out"
+            ) from None
 
 
 def make_dataset(

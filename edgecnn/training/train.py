@@ -28,7 +28,7 @@ from edgecnn.training.backbones import build_model, check_weights, unfreeze_top
 from edgecnn.training.config import TrainConfig
 from edgecnn.training.devices import select_devices
 from edgecnn.training.models import BuiltModel, import_keras
-from edgecnn.training.pipeline import make_dataset
+from edgecnn.training.pipeline import CACHE_PREFIX, cache_key, clear_decode_cache, make_dataset
 from edgecnn.training.precision import as_float32, dtype_policy
 from edgecnn.training.precision import resolve as resolve_precision
 from edgecnn.training.runfiles import write_html_report, write_json, write_model
@@ -106,13 +106,19 @@ def train(config: TrainConfig) -> TrainResult:
         f"data: {len(splits.classes)} classes ({', '.join(splits.classes[:8])}{'...' if len(splits.classes) > 8 else ''}), "
         f"{len(splits.train)} training and {len(splits.val)} validation images ({splits.layout})"
     )
+    # An interrupted run into the same folder leaves its decode cache (and tf.data's lock file) and its
+    # checkpoint: neither belongs to this run, so both go before anything is decoded or trained.
+    cache_dir = run_dir / "cache"
+    clear_decode_cache(cache_dir)
+    best_path = run_dir / "best.weights.h5"
+    best_path.unlink(missing_ok=True)
     cache_bytes = (len(splits.train) + len(splits.val)) * config.img_size**2 * spec.channels
-    cache_file = str(run_dir / "cache" / "decoded") if cache_bytes > MEMORY_CACHE_LIMIT else None
-    if cache_file:
-        Path(cache_file).parent.mkdir(exist_ok=True)
-        say(
-            f"decoded images need {cache_bytes / 2**30:.1f} GiB: caching them on disk in {Path(cache_file).parent}"
-        )
+    train_cache = val_cache = None
+    if cache_bytes > MEMORY_CACHE_LIMIT:
+        cache_dir.mkdir(exist_ok=True)
+        train_cache = str(cache_dir / f"{CACHE_PREFIX}-{cache_key(splits.train, spec)}-train")
+        val_cache = str(cache_dir / f"{CACHE_PREFIX}-{cache_key(splits.val, spec)}-val")
+        say(f"decoded images need {cache_bytes / 2**30:.1f} GiB: caching them on disk in {cache_dir}")
     if config.augment:
         from edgecnn.training.augment import build_augmenter
 
@@ -130,7 +136,7 @@ def train(config: TrainConfig) -> TrainResult:
         shuffle=True,
         seed=config.seed,
         augment=augment,
-        cache_file=cache_file + "-train" if cache_file else None,
+        cache_file=train_cache,
         num_classes=len(splits.classes),
         mixup=config.mixup,
     )
@@ -140,7 +146,7 @@ def train(config: TrainConfig) -> TrainResult:
         global_batch,
         shuffle=False,
         seed=config.seed,
-        cache_file=cache_file + "-val" if cache_file else None,
+        cache_file=val_cache,
         num_classes=len(splits.classes),
     )
     decode_seconds = time.perf_counter() - t0
@@ -174,7 +180,6 @@ def train(config: TrainConfig) -> TrainResult:
     steps = max(1, math.ceil(n_train / global_batch))
     history: dict[str, list[float]] = {}
     phase_starts: list[int] = []
-    best_path = run_dir / "best.weights.h5"
     checkpoint = keras.callbacks.ModelCheckpoint(
         str(best_path), monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0
     )
@@ -309,9 +314,7 @@ def train(config: TrainConfig) -> TrainResult:
     write_plots(run_dir, history, phase_starts, metrics, splits.classes, images, y_true, probs)
     write_html_report(run_dir, report, history, images, y_true, probs, splits, val_bad, phase_starts[1:])
     best_path.unlink(missing_ok=True)
-    if cache_file:
-        for leftover in Path(cache_file).parent.glob("*"):
-            leftover.unlink(missing_ok=True)
+    clear_decode_cache(cache_dir)
     return TrainResult(
         run_dir=run_dir,
         report=report,
