@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from edgecnn.apps.classify import ClassifyConfig, ClassifySummary
-from edgecnn.apps.cluster_store import resolve, results_table
+from edgecnn.apps.cluster_store import results_table, resume_key
 from edgecnn.apps.outputs import Row
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.decode import Decoded, decode_one, decode_parallel
@@ -211,12 +211,25 @@ class PredictBatches:
 def list_inputs(
     config: ClassifyConfig, done: dict[str, str], summary: ClassifySummary
 ) -> tuple[list[str], list[bytes], list[Row]]:
-    """(paths as reported, what workers read, rows for what could not be listed) of the files still to do."""
+    """(paths as reported, what workers read, rows for what could not be listed) of the files still to do.
+
+    One row per file: a file named twice (``a.jpg a.jpg``, a folder and a file in it, a link to it) is
+    listed once, at its first place, matched by ``cluster_store.resume_key`` as ``--resume`` matches it.
+    """
     paths: list[str] = []
     sources: list[bytes] = []
     skipped: list[tuple[Any, str]] = []
+    seen: set[str] = set()
+
+    def first(key: str) -> bool:
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
 
     def keep(reported: str, key: str, source: bytes) -> None:
+        if not first(key):
+            return
         status = done.get(key)
         if status is not None:
             summary.already_done += 1
@@ -232,11 +245,14 @@ def list_inputs(
             local.append(raw)
             continue
         for reported, source in iter_uri_files(uri, config.recursive, skipped):
-            keep(reported, reported, source.encode())
+            keep(reported, resume_key(reported), source.encode())
     for path in iter_image_files(local, recursive=config.recursive, skipped=skipped):
-        key = os.path.realpath(path) if done else ""  # resolving every path costs; only --resume needs it
-        keep(str(path), key, os.fsencode(os.path.abspath(path)))
-    rows = [Row(str(p), "skipped", error=reason) for p, reason in skipped if resolve(str(p)) not in done]
+        keep(str(path), resume_key(str(path)), os.fsencode(os.path.abspath(path)))
+    rows = [
+        Row(str(p), "skipped", error=reason)
+        for p, reason in skipped
+        if first(key := resume_key(str(p))) and key not in done
+    ]
     return paths, sources, rows
 
 
