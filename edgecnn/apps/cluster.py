@@ -158,6 +158,17 @@ def plan_actors(resources: dict[str, float], provider: str, fallback: bool, acto
     return ActorPlan(actors or cpus, 0.0, "cpu")  # one per CPU, each decoding its own blocks
 
 
+def warn_unused_workers(workers: int | None, plan: ActorPlan) -> None:
+    """Say so when ``--workers`` has nothing to set: it sizes the decode tasks in front of GPU actors, and CPU
+    actors decode their own blocks. A warning, not a refusal: whether the cluster has GPUs is known only
+    once connected, and the same command line is meant to run on either kind of cluster."""
+    if workers is not None and not plan.num_gpus:
+        log.warning(
+            f"--workers {workers} is ignored: this run has no GPU actors, and each of its {plan.size} CPU "
+            "actors decodes its own files"
+        )
+
+
 def classify_on_ray(
     config: ClassifyConfig,
     model_path: str | os.PathLike[str],
@@ -179,7 +190,8 @@ def classify_on_ray(
 
     Args:
         config: The run's options (``paths``, ``recursive``, ``batch_size``, ``top_k``, ``resume``,
-            ``force``; ``workers``: most decode tasks at once, with GPUs); ``output`` is the results folder
+            ``force``; ``workers``: most decode tasks at once, with GPUs; without, a warning says it is
+            ignored); ``output`` is the results folder
             unless ``output_dir`` is given. ``sort_into`` does not apply.
         model_path: The edgecnn .onnx model; its bytes go to the actors through Ray's object store.
         address: ``local`` (start Ray on this machine), ``auto`` (the running cluster: ``ray start --head``
@@ -228,6 +240,7 @@ def classify_on_ray(
         summary.nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
         summary.cpus, summary.gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
         plan = plan_actors(resources, provider, fallback, actors)
+        warn_unused_workers(config.workers, plan)
         summary.actors, summary.workers = plan.size, max(1, int(summary.cpus))  # every CPU decodes
         log.info(
             f"Ray cluster {address}: {summary.nodes} nodes, {summary.cpus:g} CPUs, {summary.gpus:g} GPUs; "

@@ -195,11 +195,12 @@ class ResultsFolder:
                 ) from None
 
     def statuses(self) -> dict[str, str]:
-        """{resolved path or URI: status} of every file the folder already has a row for."""
+        """{``resume_key``: status} of every file the folder already has a row for."""
         done: dict[str, str] = {}
         for table in self.iter_tables(["path", "status"]):
             for path, status in zip(table.column("path").to_pylist(), table.column("status").to_pylist()):
-                done[resolve(path)] = status
+                for key in stored_keys(path):
+                    done[key] = status
         return done
 
     def write(self, table: Any) -> None:
@@ -261,5 +262,28 @@ class ResultsFolder:
 
 
 def resolve(path: str) -> str:
-    """The key ``--resume`` matches files by: the resolved path of a local file, a URI as it is."""
+    """The resolved path of a local file, a URI as it is."""
     return path if "://" in path else os.path.realpath(path)
+
+
+def resume_key(path: str) -> str:
+    """The key ``--resume`` matches a listed file by: its resolved path (a URI as it is), as the results
+    store it (``printable``), so a name that is not UTF-8 matches the row written for it."""
+    return printable(resolve(path))
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")  # what printable() writes for a byte that is not UTF-8
+
+
+def stored_keys(path: str) -> set[str]:
+    """The ``resume_key`` values a path read back from the results may stand for.
+
+    A name that is not UTF-8 was stored with its odd bytes as ``\\xNN``; turned back into the path the
+    listing gives (``os.fsdecode``'s surrogates), it resolves as the file does. A name that really holds
+    the text ``\\xNN`` keeps its literal reading as well: the two cannot be told apart in the results.
+    """
+    keys = {resume_key(path)}
+    raw = _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), path)
+    if raw != path:
+        keys.add(resume_key(raw))
+    return keys

@@ -14,21 +14,21 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from edgecnn.apps.classify import ClassifyConfig, ClassifySummary
-from edgecnn.apps.cluster_store import resolve, results_table
+from edgecnn.apps.cluster_store import results_table, resume_key
 from edgecnn.apps.outputs import Row
 from edgecnn.core.contract import InputSpec
-from edgecnn.core.decode import decode_parallel
+from edgecnn.core.decode import Decoded, decode_one, decode_parallel
 from edgecnn.core.errors import ConfigError, ImageError
 from edgecnn.core.files import iter_image_files
-from edgecnn.core.imaging import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_image
+from edgecnn.core.imaging import IMAGE_SUFFIXES, MAX_FILE_BYTES
 from edgecnn.runtime.predictor import Predictor
 
 #: Files of a block read at once from an object store (``s3://``, ``gs://``) by one task or actor.
@@ -95,8 +95,11 @@ def read_uri(uri: str) -> bytes:
             return bytes(stream.read())
     except FileNotFoundError:
         raise ImageError("file not found (it may have been moved or deleted)") from None
-    except (OSError, ConfigError) as exc:
-        raise ImageError(f"cannot read file ({str(exc).splitlines()[0][:120]})") from None
+    except (
+        Exception
+    ) as exc:  # pyarrow's filesystems raise OSError, ArrowInvalid, ... : this file, not the task
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ImageError(f"cannot read file ({first[:120]})") from None
 
 
 _FILESYSTEMS: dict[str, Any] = {}  # one client per bucket and options in each worker process
@@ -112,7 +115,7 @@ def _open_uri(uri: str) -> tuple[Any, str]:
     return _FILESYSTEMS[key], parts.netloc + parts.path
 
 
-def _fetch(name: str) -> str | bytes:
+def _fetch(name: str) -> str | bytes:  # load_image takes a file's bytes as well as its path
     return read_uri(name) if "://" in name else name
 
 
@@ -127,19 +130,14 @@ def decode_block(batch: Any, spec: InputSpec) -> dict[str, np.ndarray]:
     errors = [""] * len(names)
     if any("://" in name for name in names):
         # Object stores answer each GET after tens of milliseconds: many reads in flight, in order, bounded.
-        fetch = cast(Callable[[str], str], _fetch)  # load_image takes a file's bytes as well as its path
-        decoded = decode_parallel(names, spec, workers=URI_READERS, path_of=fetch)
-        for i, item in enumerate(decoded):
-            if item.image is None:
-                errors[i] = item.error or "unreadable"
-            else:
-                images[i] = item.image
+        decoded: Iterable[Decoded[str]] = decode_parallel(names, spec, workers=URI_READERS, path_of=_fetch)
     else:
-        for i, name in enumerate(names):
-            try:
-                images[i] = load_image(name, spec)
-            except ImageError as exc:
-                errors[i] = str(exc)
+        decoded = (decode_one(name, spec) for name in names)
+    for i, item in enumerate(decoded):  # core.decode's one rule: an image, or the reason it is skipped
+        if item.image is None:
+            errors[i] = item.error or "unreadable"
+        else:
+            images[i] = item.image
     return {
         "index": batch.column("index").to_numpy(),
         "path": np.array(batch.column("path").to_pylist(), dtype=object),
@@ -213,12 +211,25 @@ class PredictBatches:
 def list_inputs(
     config: ClassifyConfig, done: dict[str, str], summary: ClassifySummary
 ) -> tuple[list[str], list[bytes], list[Row]]:
-    """(paths as reported, what workers read, rows for what could not be listed) of the files still to do."""
+    """(paths as reported, what workers read, rows for what could not be listed) of the files still to do.
+
+    One row per file: a file named twice (``a.jpg a.jpg``, a folder and a file in it, a link to it) is
+    listed once, at its first place, matched by ``cluster_store.resume_key`` as ``--resume`` matches it.
+    """
     paths: list[str] = []
     sources: list[bytes] = []
     skipped: list[tuple[Any, str]] = []
+    seen: set[str] = set()
+
+    def first(key: str) -> bool:
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
 
     def keep(reported: str, key: str, source: bytes) -> None:
+        if not first(key):
+            return
         status = done.get(key)
         if status is not None:
             summary.already_done += 1
@@ -234,11 +245,14 @@ def list_inputs(
             local.append(raw)
             continue
         for reported, source in iter_uri_files(uri, config.recursive, skipped):
-            keep(reported, reported, source.encode())
+            keep(reported, resume_key(reported), source.encode())
     for path in iter_image_files(local, recursive=config.recursive, skipped=skipped):
-        key = os.path.realpath(path) if done else ""  # resolving every path costs; only --resume needs it
-        keep(str(path), key, os.fsencode(os.path.abspath(path)))
-    rows = [Row(str(p), "skipped", error=reason) for p, reason in skipped if resolve(str(p)) not in done]
+        keep(str(path), resume_key(str(path)), os.fsencode(os.path.abspath(path)))
+    rows = [
+        Row(str(p), "skipped", error=reason)
+        for p, reason in skipped
+        if first(key := resume_key(str(p))) and key not in done
+    ]
     return paths, sources, rows
 
 

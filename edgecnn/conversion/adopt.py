@@ -26,9 +26,9 @@ from edgecnn.conversion.labels import read_labels
 from edgecnn.conversion.preprocess import Preprocessing, ResizeOptions
 from edgecnn.core.atomic import atomic_output
 from edgecnn.core.contract import COLOR_ORDERS, InputSpec, ModelContract
-from edgecnn.core.errors import ConfigError, ExportError, ImageError, ModelFileError, OutputError
+from edgecnn.core.decode import decode_one
+from edgecnn.core.errors import ConfigError, ExportError, ModelFileError, OutputError
 from edgecnn.core.files import iter_image_files
-from edgecnn.core.imaging import load_image
 from edgecnn.core.onnxfile import file_sha256, opset_of, save_onnx, set_contract
 from edgecnn.core.version import __version__
 
@@ -311,10 +311,11 @@ def _check_images(
             raise ConfigError(f"{option} {folder} is not a folder of images")
         arrays = []
         for path in iter_image_files([folder], recursive=True, skipped=skipped):
-            try:
-                arrays.append(load_image(path, spec))
-            except ImageError as exc:
-                skipped.append((path, str(exc)))
+            decoded = decode_one(path, spec)  # core.decode's one rule: an image, or the reason it is skipped
+            if decoded.image is None:
+                skipped.append((path, decoded.error or "unreadable"))
+            else:
+                arrays.append(decoded.image)
             if len(arrays) == CHECK_IMAGES:
                 break
         if not arrays:

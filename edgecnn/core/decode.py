@@ -15,7 +15,7 @@ import numpy as np
 from edgecnn.core.contract import InputSpec, ModelContract
 from edgecnn.core.dataset import Sample
 from edgecnn.core.errors import EdgecnnError, ImageError
-from edgecnn.core.imaging import load_image
+from edgecnn.core.imaging import failure_reason, load_image
 
 T = TypeVar("T")
 
@@ -29,15 +29,25 @@ class Decoded(Generic[T]):
     error: str | None
 
 
-def skip_reason(exc: Exception) -> str:
-    """Why one file is skipped: an ``ImageError``'s own message, or any other decoder error (Pillow, OpenCV,
-    a plugin) named with its type, e.g. ``cannot decode image (RuntimeError: ...)``."""
-    if isinstance(exc, ImageError):
-        return str(exc)
-    kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    message = " ".join(str(exc).split())
-    return f"cannot decode image ({name}: {message[:160]})" if message else f"cannot decode image ({name})"
+def skip_reason(exc: BaseException) -> str:
+    """Why one file is skipped (``imaging.failure_reason``, the one wording)."""
+    return failure_reason(exc)
+
+
+def decode_one(
+    item: T,
+    spec: InputSpec,
+    path_of: Callable[[T], str | os.PathLike[str] | bytes] = lambda item: item,  # type: ignore[assignment,return-value]
+) -> Decoded[T]:
+    """The one rule for how a file that cannot be used becomes a skipped item: its model input, or its reason.
+
+    ``load_image`` turns every decoder error into an ``ImageError`` (``imaging.failure_reason``), and so does
+    ``path_of`` when it reads the file itself; anything else is a bug and keeps its traceback.
+    """
+    try:
+        return Decoded(item, load_image(path_of(item), spec), None)
+    except ImageError as exc:
+        return Decoded(item, None, str(exc) or "unreadable")
 
 
 def default_workers() -> int:
@@ -54,7 +64,7 @@ def decode_parallel(
     spec: InputSpec,
     workers: int | None = None,
     window: int | None = None,
-    path_of: Callable[[T], str | os.PathLike[str]] = lambda item: item,  # type: ignore[assignment,return-value]
+    path_of: Callable[[T], str | os.PathLike[str] | bytes] = lambda item: item,  # type: ignore[assignment,return-value]
 ) -> Iterator[Decoded[T]]:
     """Decode images in worker threads, yielding results in input order with a bounded number in flight.
 
@@ -64,7 +74,7 @@ def decode_parallel(
         workers: Decoding threads (default: CPU count).
         window: Most images decoded ahead of the consumer (default: 4 per worker, at least 32): memory stays
             bounded however many items there are.
-        path_of: Maps an item to the file to decode.
+        path_of: Maps an item to the file to decode (a path, or its bytes); it raises only ``ImageError``.
     """
     workers = workers or default_workers()
     if workers < 1:
@@ -72,10 +82,7 @@ def decode_parallel(
     window = window or max(32, 4 * workers)
 
     def work(item: T) -> Decoded[T]:
-        try:
-            return Decoded(item, load_image(path_of(item), spec), None)
-        except Exception as exc:  # whatever Pillow, OpenCV or a plugin raised skips this file, not the run
-            return Decoded(item, None, skip_reason(exc))
+        return decode_one(item, spec, path_of)
 
     pending: deque[Future[Decoded[T]]] = deque()
     iterator = iter(items)

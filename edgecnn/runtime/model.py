@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.contract import ModelContract
-from edgecnn.core.decode import skip_reason
+from edgecnn.core.decode import decode_one
 from edgecnn.core.errors import ImageError
-from edgecnn.core.imaging import frame_to_input, image_to_input, load_image
+from edgecnn.core.imaging import frame_to_input, image_to_input
 from edgecnn.runtime.predictor import Predictor
 
 
@@ -102,10 +102,10 @@ class Model:
     def _inputs(self, x: Any, bgr: bool) -> tuple[bool, list[np.ndarray]]:
         spec = self.contract.input
         if isinstance(x, (str, os.PathLike)):
-            try:
-                return True, [load_image(x, spec)]
-            except Exception as exc:  # any decoder error is the file's problem, said as one ImageError
-                raise ImageError(f"{os.fspath(x)}: {skip_reason(exc)}") from None
+            decoded = decode_one(x, spec)  # core.decode's one rule for a file that cannot be used
+            if decoded.image is None:
+                raise ImageError(f"{os.fspath(x)}: {decoded.error}")
+            return True, [decoded.image]
         if isinstance(x, np.ndarray):
             if x.ndim == 4:
                 return False, [self._array(image, bgr) for image in x]

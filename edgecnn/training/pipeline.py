@@ -13,9 +13,8 @@ import numpy as np
 
 from edgecnn.core.contract import InputSpec
 from edgecnn.core.dataset import Sample, Skipped
-from edgecnn.core.decode import skip_reason
+from edgecnn.core.decode import decode_one
 from edgecnn.core.errors import OutputError
-from edgecnn.core.imaging import load_image
 from edgecnn.core.version import __version__
 
 #: The prefix of tf.data's cache files inside a run folder's ``cache/`` (``<prefix>-<key>-<split>...``).
@@ -95,12 +94,11 @@ def make_dataset(
     h, w, c = spec.shape
 
     def _load(path: bytes) -> tuple[np.ndarray, np.bool_]:
-        name = path.decode("utf-8", "surrogateescape")
-        try:
-            return load_image(name, spec), np.bool_(True)
-        except Exception as exc:  # any decoder error drops this file with its reason, never the whole run
-            failures.append((Path(name), skip_reason(exc)))
-            return np.zeros((h, w, c), np.uint8), np.bool_(False)
+        decoded = decode_one(path.decode("utf-8", "surrogateescape"), spec)  # core.decode's one rule
+        if decoded.image is not None:
+            return decoded.image, np.bool_(True)
+        failures.append((Path(decoded.item), decoded.error or "unreadable"))
+        return np.zeros((h, w, c), np.uint8), np.bool_(False)
 
     def _map(path: Any, label: Any) -> tuple[Any, Any, Any]:
         image, ok = tf.numpy_function(_load, [path], [tf.uint8, tf.bool], stateful=False)
