@@ -1,8 +1,10 @@
 """GPU session options, IO binding, CUDA-graph padding, TensorRT caches and honest messages, on the CPU.
 
 A simulated ONNX Runtime (the real one underneath, running on the CPU) stands in for a GPU: it records the
-providers and options a session is opened with, reports the requested provider as running when told to, and
-maps "cuda" buffers to CPU memory, so the GPU code paths run here end to end.
+providers and options a session is opened with, refuses option names that ONNX Runtime's providers do not
+document (as the real ones do), reports the requested provider as running when told to, and keeps "cuda"
+buffers as device values that NumPy cannot see into, so the GPU code paths run here end to end and a missing
+host-device copy fails.
 """
 
 from __future__ import annotations
@@ -53,6 +55,61 @@ def plain(model: Path, x: np.ndarray) -> np.ndarray:
         return p.predict_batch(x)
 
 
+# Option names from ONNX Runtime's provider documentation (CUDA-ExecutionProvider, TensorRT-ExecutionProvider),
+# written out here: a name the code misspells is refused, as a real session refuses it.
+CUDA_OPTION_NAMES = {
+    "device_id",
+    "cudnn_conv_algo_search",
+    "cudnn_conv_use_max_workspace",
+    "cudnn_conv1d_pad_to_nc1d",
+    "prefer_nhwc",
+    "enable_cuda_graph",
+    "use_tf32",
+    "gpu_mem_limit",
+    "arena_extend_strategy",
+    "do_copy_in_default_stream",
+    "tunable_op_enable",
+    "tunable_op_tuning_enable",
+    "enable_skip_layer_norm_strict_mode",
+    "use_ep_level_unified_stream",
+}
+TENSORRT_OPTION_NAMES = {
+    "device_id",
+    "trt_fp16_enable",
+    "trt_int8_enable",
+    "trt_builder_optimization_level",
+    "trt_profile_min_shapes",
+    "trt_profile_opt_shapes",
+    "trt_profile_max_shapes",
+    "trt_engine_cache_enable",
+    "trt_engine_cache_path",
+    "trt_timing_cache_enable",
+    "trt_timing_cache_path",
+    "trt_max_workspace_size",
+    "trt_max_partition_iterations",
+    "trt_min_subgraph_size",
+    "trt_dla_enable",
+    "trt_cuda_graph_enable",
+}
+DOCUMENTED = {"CUDAExecutionProvider": CUDA_OPTION_NAMES, "TensorrtExecutionProvider": TENSORRT_OPTION_NAMES}
+
+
+class DeviceValue:
+    """A buffer in simulated GPU memory: filled and read only through copies, never as a NumPy view."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+
+    def update_inplace(self, data) -> None:  # a host-to-device copy, from an array or a host OrtValue
+        self.real.update_inplace(data if isinstance(data, np.ndarray) else data.numpy())
+
+    def numpy(self):  # the device-to-host copy: a fresh array each time
+        return self.real.numpy().copy()
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
 class Simulated:
     """A stand-in for the onnxruntime module: real CPU sessions that claim to run on ``starts``."""
 
@@ -67,7 +124,8 @@ class Simulated:
             @staticmethod
             def ortvalue_from_shape_and_type(shape, dtype, device="cpu", device_id=0, memory_info=None):
                 outer.devices.append(memory_info or device)
-                return outer.real.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cpu", 0)
+                value = outer.real.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cpu", 0)
+                return DeviceValue(value) if device == "cuda" else value
 
         class PinnedDevice:  # the CUDA provider's device entry, with host-accessible (pinned) memory
             ep_name = "CUDAExecutionProvider"
@@ -86,6 +144,13 @@ class Simulated:
 
     def InferenceSession(self, path, sess_options=None, providers=None):
         self.calls.append(list(providers))
+        for entry in providers:
+            if isinstance(entry, tuple) and entry[0] in DOCUMENTED:
+                unknown = set(entry[1]) - DOCUMENTED[entry[0]]
+                if unknown:
+                    raise self.real.capi.onnxruntime_pybind11_state.InvalidArgument(
+                        f"[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : unknown {entry[0]} option {sorted(unknown)}"
+                    )
         names = [p[0] if isinstance(p, tuple) else p for p in providers]
         session = self.real.InferenceSession(
             path, sess_options=sess_options, providers=["CPUExecutionProvider"]
@@ -404,3 +469,29 @@ def test_doctor_names_the_tensorrt_wheel():
     assert block["missing"] == ["libnvinfer.so.10"]
     assert block["pip"] == 'pip install "tensorrt-cu13-libs>=10,<11"'
     assert tensorrt_libraries(libraries[:1], "13.0")["pip"] is None
+
+
+def test_the_simulation_refuses_an_option_name_the_provider_does_not_document(simulate, monkeypatch):
+    """The option checks above can fail: a misspelt name never reaches a running CUDA session."""
+    import edgecnn.runtime.cuda as cuda
+
+    simulate("CUDAExecutionProvider")
+    real = cuda.CudaOptions.provider_options
+    monkeypatch.setattr(cuda.CudaOptions, "provider_options", lambda self: {**real(self), "use_tf_32": "1"})
+    try:
+        with Predictor(FP32, provider="cuda") as p:
+            started = p.provider
+    except Exception as exc:  # the session was refused; how the predictor words it is tested elsewhere
+        started = f"refused: {exc}"
+    assert started != "cuda", started
+
+
+def test_simulated_device_buffers_are_read_through_a_copy(simulate):
+    """Results read back from a "cuda" buffer are copies: a later batch never changes an earlier result."""
+    simulate("CUDAExecutionProvider")
+    with Predictor(FP32, provider="cuda") as p:
+        assert p.runner is not None and p.runner.device == "cuda"
+        first = p.predict_batch(batch())
+        kept = first.copy()
+        p.predict_batch(batch(seed=1))
+        assert np.array_equal(first, kept) and np.allclose(first, plain(FP32, batch()), atol=1e-6)
