@@ -68,3 +68,14 @@ def test_discover_and_evaluation_agree_on_a_training_validation_tree(tmp_path):
     assert splits.layout == "train/val folders"
     assert splits.val_dir == evaluation_folder(tmp_path) == tmp_path / "validation"
     assert len(splits.train) == 9 and len(splits.val) == 6
+
+
+def test_training_on_a_train_and_test_tree_splits_train_and_leaves_test(tmp_path):
+    """train/ + test/ with no validation folder: train/'s classes, split; test/ is never trained on."""
+    write_class_folders(tmp_path / "train", per_class=5)
+    write_class_folders(tmp_path / "test", per_class=2)
+    splits = discover(tmp_path)
+    assert splits.classes == sorted(COLOURS)  # not ["test", "train"]
+    assert splits.layout == "split" and len(splits.train) + len(splits.val) == 15
+    assert all("test" not in path.relative_to(tmp_path).parts for path, _ in splits.train + splits.val)
+    assert evaluation_folder(tmp_path) == tmp_path / "test"

@@ -197,7 +197,8 @@ def discover(
 
     ``data_dir`` is either a folder of class folders, or a folder with ``train/`` and ``val/`` folders of
     class folders. In the first case the validation set is ``val_dir`` if given, else a stratified
-    ``val_split`` fraction of each class (default 0.2).
+    ``val_split`` fraction of each class (default 0.2). A ``train/`` + ``test/`` tree (no validation folder)
+    is the first case for ``train/``: ``test/`` is left untouched for ``evaluate``.
 
     Raises:
         DatasetError: Missing folders, fewer than two classes, an empty class, mismatched classes, or too few
@@ -220,16 +221,20 @@ def discover(
     elif val_dir is not None:
         if val_split is not None:
             raise DatasetError("give either --val-dir or --val-split, not both")
-        train = list_class_folder(root)
+        # a train/ + test/ tree trains on train/ and leaves test/ for `evaluate`; never "train" as a class
+        train = list_class_folder(split_layout.train if split_layout is not None else root)
         val = list_class_folder(val_dir, classes=train.classes)
         layout, train_dir, vdir, split = "val-dir", root, Path(val_dir), None
     else:
         split = 0.2 if val_split is None else val_split
         if not 0.0 < split < 1.0:
             raise DatasetError(f"--val-split must be between 0 and 1 (exclusive), got {split}")
-        train = list_class_folder(root)
+        train_root = (
+            split_layout.train if split_layout is not None else root
+        )  # train/ + test/: test/ held out
+        train = list_class_folder(train_root)
         val = None
-        layout, train_dir, vdir = "split", root, None
+        layout, train_dir, vdir = "split", train_root, None
 
     classes = train.classes
     if len(classes) < 2:
