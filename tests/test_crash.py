@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 
 from edgecnn.apps.outputs import CSV_FIELDS
 from edgecnn.cli import app
+from edgecnn.core.resultfile import iter_records
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals (SIGKILL)")
 runner = CliRunner()
@@ -169,7 +170,8 @@ def crash_trials(
         check = parse_results(out, paths)
         report.no_file_yet += not check.existed
         report.torn_tails += check.torn_tail
-        report.rows_before_resume.append(len(check.rows))
+        # what --resume reads: for .json, the array and the rows waiting beside it
+        report.rows_before_resume.append(len(list(iter_records(out))) if check.existed else 0)
         if check.problems:
             report.invalid_files += 1
             continue

@@ -8,7 +8,6 @@ files.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
@@ -19,11 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.apps.outputs import RETRY, ResultWriter, Row, read_statuses
-from edgecnn.apps.sorting import Sorter
+from edgecnn.apps.outputs import RETRY, ResultWriter, Row, read_statuses, row_status
+from edgecnn.apps.sorting import Sorter, place_file
+from edgecnn.apps.sortjournal import Placement, SortJournal
 from edgecnn.core.decode import decode_batches, default_workers
 from edgecnn.core.errors import ConfigError
-from edgecnn.core.files import iter_image_files
+from edgecnn.core.files import iter_image_files, resolved, unique_files
+from edgecnn.core.interrupts import deferred_interrupts, terminate_as_interrupt
 from edgecnn.runtime.predictor import Predictor
 
 
@@ -106,11 +107,23 @@ class ClassifySummary:
 Progress = Callable[[int, int | None], None]  # (files done, total files or None while counting)
 
 
-def count_files(config: ClassifyConfig) -> int:
-    """How many files the run will look at (a separate lazy pass, used only for the progress bar)."""
-    return sum(
-        1 for _ in iter_image_files(config.paths, recursive=config.recursive, exclude=config.sort_into)
+def _listing(config: ClassifyConfig, skipped: list[tuple[Path, str]] | None = None) -> Iterator[Path]:
+    """The files of the run, each once (``core.files.unique_files``)."""
+    return unique_files(
+        iter_image_files(config.paths, recursive=config.recursive, skipped=skipped, exclude=config.sort_into)
     )
+
+
+def _is_done(done: dict[str, str], path: Path) -> str | None:
+    """The recorded status of ``path`` when an earlier run finished it (``--resume`` skips it), else None."""
+    status = done.get(resolved(path)) if done else None
+    return status if status is not None and status != RETRY else None
+
+
+def count_files(config: ClassifyConfig, done: dict[str, str] | None = None) -> int:
+    """How many files the run will classify (a separate lazy pass, used only for the progress bar): the
+    files it lists, less those an earlier run finished (``done``: {resolved path: status})."""
+    return sum(1 for path in _listing(config) if not _is_done(done or {}, path))
 
 
 def new_summary(config: ClassifyConfig, predictor: Predictor) -> ClassifySummary:
@@ -135,19 +148,32 @@ def classify_paths(
     """Classify every image under ``config.paths`` with ``predictor``.
 
     Results are written batch by batch (``config.output``); files are sorted (``config.sort_into``) as their
-    batch finishes. Ctrl-C stops after the current batch, with everything done so far kept.
+    batch finishes, each move or copy recorded first (``apps.sortjournal``). Ctrl-C and SIGTERM stop after
+    the current batch, with everything done so far kept.
     """
     summary = new_summary(config, predictor)
     batches = classify_batches(config, predictor, summary, on_progress, count_in_background)
-    try:
-        for rows in batches:
-            if on_rows is not None:
-                on_rows(rows)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        batches.close()
+    with terminate_as_interrupt():
+        try:
+            for rows in batches:
+                if on_rows is not None:
+                    on_rows(rows)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            batches.close()
     return summary
+
+
+def _account(summary: ClassifySummary, rows: list[Row]) -> None:
+    for row in rows:
+        if row.status == "ok":
+            summary.classified += 1
+            summary.per_label[row.label or "?"] += 1
+        else:
+            summary.skipped += 1
+            if len(summary.skipped_examples) < 20:
+                summary.skipped_examples.append((row.path, row.error or ""))
 
 
 def classify_batches(
@@ -160,7 +186,10 @@ def classify_batches(
     """The rows of a run, one model batch at a time, as they are written; ``summary`` is kept up to date.
 
     The results file is written (and files sorted) before each batch is yielded; closing the iterator early
-    closes the results file with every yielded row in it.
+    closes the results file with every yielded row in it. With ``--sort-into`` and a results file, each
+    batch's moves or copies are recorded in the sort journal before they are made, and the rows written
+    after; SIGINT and SIGTERM wait until the batch is complete. ``--resume`` first completes what a killed
+    run recorded there.
     """
     workers = summary.workers
     # Everything is checked before any output is touched: the sort folder first, then the results file.
@@ -171,36 +200,43 @@ def classify_batches(
     )
     recorded = read_statuses(config.output) if (config.output and config.resume) else {}
     # --resume matches files by their resolved path: a relative and an absolute spelling are the same file.
-    done = {os.path.realpath(path): status for path, status in recorded.items()}
+    done = {resolved(path): status for path, status in recorded.items()}
     writer = ResultWriter(config.output, resume=config.resume, force=config.force) if config.output else None
+    journal = SortJournal(config.output) if config.output else None
+    start = time.perf_counter()
+    if journal is not None and writer is not None:
+        with deferred_interrupts():
+            recovered = journal.recover(done) if config.resume else []
+            writer.write(recovered)
+            journal.clear()
+        _account(summary, recovered)
+        done.update((resolved(row.path), row_status(row.to_dict())) for row in recovered)
     total: list[int | None] = [None]
     stop_counting = threading.Event()
     if on_progress and count_in_background:
 
         def count() -> None:
             n = 0
-            for _ in iter_image_files(config.paths, recursive=config.recursive, exclude=config.sort_into):
+            for path in _listing(config):
                 if stop_counting.is_set():
                     return
-                n += 1
+                n += not _is_done(done, path)
             total[0] = n
 
         threading.Thread(target=count, daemon=True, name="edgecnn-count").start()
 
     listing_skips: list[tuple[Path, str]] = []
+    skips_seen: set[str] = set()
 
     def todo() -> Iterator[Path]:
-        for path in iter_image_files(
-            config.paths, recursive=config.recursive, skipped=listing_skips, exclude=config.sort_into
-        ):
-            status = done.get(os.path.realpath(path)) if done else None
-            if status is not None and status != RETRY:
+        for path in _listing(config, listing_skips):
+            status = _is_done(done, path)
+            if status is not None:
                 summary.already_done += 1
                 summary.already_skipped += status != "ok"
                 continue
             yield path
 
-    start = time.perf_counter()
     seen = 0
     entries: list[tuple[Path, np.ndarray | None, str | None]] = []  # in listing order
 
@@ -208,10 +244,14 @@ def classify_batches(
         rows: list[Row] = []
         while listing_skips:
             path, reason = listing_skips.pop(0)
-            if not done or os.path.realpath(path) not in done:
+            key = resolved(path)
+            if key not in skips_seen and key not in done:
+                skips_seen.add(key)
                 rows.append(Row(str(path), "skipped", error=reason))
         images = [image for _, image, _ in entries if image is not None]
         tops = iter(predictor.top_k(predictor.predict(images), config.top_k)) if images else iter(())
+        placements: list[Placement] = []
+        taken: set[Path] = set()
         for path, image, error in entries:
             if image is None:
                 rows.append(Row(str(path), "skipped", error=error))
@@ -220,22 +260,28 @@ def classify_batches(
             label, confidence = top[0]
             row = Row(str(path), "ok", label=label, confidence=confidence, top_k=top)
             if sorter is not None:
+                index = predictor.labels.index(label)
+                target = sorter.plan(path, label, confidence, index, taken)
+                row.sorted_to = str(target)
+                placements.append(Placement(row, path, target, sorter.move))
+            rows.append(row)
+        entries.clear()
+        # One unit: record the moves, make them, write the rows. Ctrl-C and SIGTERM wait for its end.
+        with deferred_interrupts():
+            if journal is not None and writer is not None:
+                journal.record(placements)
+            for placement in placements:
+                row = placement.row
                 try:
-                    row.sorted_to = str(sorter.place(path, label, confidence, predictor.labels.index(label)))
+                    row.sorted_to = str(place_file(placement.source, placement.target, placement.move))
                 except OSError as exc:
                     row.status, row.error = "skipped", f"cannot sort: {exc.strerror or exc}"
-            rows.append(row)
-        for row in rows:
-            if row.status == "ok":
-                summary.classified += 1
-                summary.per_label[row.label or "?"] += 1
-            else:
-                summary.skipped += 1
-                if len(summary.skipped_examples) < 20:
-                    summary.skipped_examples.append((row.path, row.error or ""))
-        if writer is not None:
-            writer.write(rows)
-        entries.clear()
+                    row.sorted_to = None
+            if writer is not None:
+                writer.write(rows)
+                if journal is not None and placements:
+                    journal.clear()
+        _account(summary, rows)
         return rows
 
     try:
@@ -248,10 +294,13 @@ def classify_batches(
             if rows:
                 yield rows
         rows = flush()  # files that could not be listed, after the last batch
+        if on_progress:
+            on_progress(seen, seen)  # every file of the run is done: the bar ends full
         if rows:
             yield rows
     finally:
         stop_counting.set()
         summary.seconds = time.perf_counter() - start
         if writer is not None:
-            writer.close()
+            with deferred_interrupts():
+                writer.close()

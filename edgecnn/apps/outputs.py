@@ -1,9 +1,10 @@
 """Result files for ``edgecnn classify``: CSV, JSON Lines or JSON, written so that nothing is lost.
 
 CSV and JSONL rows are appended one batch per ``write`` call and flushed to disk, so a run killed at any
-moment leaves a valid file holding every finished batch. JSON (one array) is rewritten atomically, at most
-every couple of seconds and at the end, so it is always a complete document too. ``--resume`` reads the file
-back and skips the paths it already holds.
+moment leaves a valid file holding every finished batch. JSON (one array) is always a complete document: its
+rows go to JSON Lines beside it, flushed the same way, and the array is assembled in one atomic write when
+the run ends (or when ``--resume`` finds rows a killed run left). ``--resume`` reads the file back through
+``core.resultfile`` (the one parser, shared with the report) and skips the paths it already holds.
 """
 
 from __future__ import annotations
@@ -12,16 +13,24 @@ import csv
 import io
 import json
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecnn.core.atomic import write_atomic
+from edgecnn.core.atomic import atomic_output
 from edgecnn.core.errors import OutputError
+from edgecnn.core.resultfile import (
+    FORMATS,
+    assembled_pending,
+    format_of,
+    iter_records,
+    json_array,
+    json_lines,
+    pending_rows,
+)
 
-FORMATS = (".csv", ".jsonl", ".json")
+__all__ = ["CSV_FIELDS", "FORMATS", "RETRY", "ResultWriter", "Row", "format_of", "read_done", "read_statuses"]
 CSV_FIELDS = ("path", "status", "label", "confidence", "top_k", "error")
 #: JSON must be UTF-8: a file name that is not (a lone surrogate after os.fsdecode) is written as the JSON
 #: escape ``\udcXX``, which json.loads reads back as the same path.
@@ -53,12 +62,19 @@ class Row:
             data["sorted_to"] = self.sorted_to
         return data
 
-
-def format_of(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise OutputError(f"unknown output format {path.suffix!r} for {path}; use .csv, .jsonl or .json")
-    return suffix
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Row:
+        """The row ``to_dict`` gave (as a journal holds it)."""
+        confidence = data.get("confidence")
+        return cls(
+            path=str(data["path"]),
+            status=str(data["status"]),
+            label=data.get("label"),
+            confidence=None if confidence is None else float(confidence),
+            top_k=[(str(t["label"]), float(t["confidence"])) for t in data.get("top_k") or []],
+            error=data.get("error"),
+            sorted_to=data.get("sorted_to"),
+        )
 
 
 def read_done(path: Path) -> set[str]:
@@ -75,7 +91,8 @@ def read_done(path: Path) -> set[str]:
 RETRY = "retry"
 
 
-def _status(row: dict[str, Any]) -> str:
+def row_status(row: dict[str, Any]) -> str:
+    """The status ``--resume`` acts on: "ok", "skipped", or ``RETRY`` (classified, but not sorted)."""
     status = str(row.get("status") or "ok")
     if status != "ok" and str(row.get("error") or "").startswith("cannot sort"):
         return RETRY
@@ -83,39 +100,20 @@ def _status(row: dict[str, Any]) -> str:
 
 
 def read_statuses(path: Path) -> dict[str, str]:
-    """{path: status} of the rows already in an output file; a torn last line is ignored.
+    """{path: status} of the rows already in an output file (the later row of a path counts).
 
     Raises:
         OutputError: The file cannot be read, or is not a result file of the expected format.
     """
-    try:
-        if not path.exists() or path.stat().st_size == 0:
-            return {}
-        fmt = format_of(path)
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as exc:
-        raise OutputError(f"cannot resume from {path}: {exc.strerror or exc}") from None
-    try:
-        if fmt == ".json":
-            data = json.loads(text)
-            if not isinstance(data, list):
-                raise ValueError("not a JSON array")
-            return {str(item["path"]): _status(item) for item in data}
-        lines = text.split("\n")
-        complete = lines[:-1]  # whatever follows the last newline is a torn write
-        if fmt == ".jsonl":
-            rows = [json.loads(line) for line in complete if line.strip()]
-            return {str(r["path"]): _status(r) for r in rows}
-        reader = csv.DictReader(io.StringIO("\n".join(complete) + "\n"))
-        if reader.fieldnames is None or "path" not in reader.fieldnames:
-            raise ValueError("no 'path' column")
-        return {row["path"]: _status(row) for row in reader if row.get("path") is not None}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise OutputError(f"cannot resume from {path}: it is not an edgecnn result file ({exc})") from None
+    return {str(row["path"]): row_status(row) for row in iter_records(path)}
 
 
 class ResultWriter:
     """Appends rows to a result file batch by batch; safe against interruption at any point.
+
+    CSV and JSON Lines rows are appended to the file itself. JSON rows are appended, as JSON Lines, to a
+    file beside it (``resultfile.pending_rows``) and the array is assembled once, at ``close``: the work
+    per batch and the memory stay the same however long the run is.
 
     Args:
         path: .csv, .jsonl or .json file.
@@ -126,35 +124,33 @@ class ResultWriter:
         OutputError: The file exists and neither ``resume`` nor ``force`` was given, or it cannot be written.
     """
 
-    def __init__(
-        self, path: str | Path, resume: bool = False, force: bool = False, json_interval: float = 2.0
-    ) -> None:
+    def __init__(self, path: str | Path, resume: bool = False, force: bool = False) -> None:
         self.path = Path(path)
         self.format = format_of(self.path)
-        self.json_interval = json_interval
-        exists = self.path.exists() and self.path.stat().st_size > 0
+        self.rows_path = pending_rows(self.path) if self.format == ".json" else self.path
+        exists = (self.path.exists() and self.path.stat().st_size > 0) or (
+            self.rows_path != self.path and self.rows_path.exists()
+        )
         if exists and not resume and not force:
             raise OutputError(f"{self.path} exists; pass --resume to continue it or --force to replace it")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create {self.path.parent}: {exc.strerror or exc}") from None
-        self._json_rows: list[dict[str, Any]] = []
-        self._last_json = 0.0
-        self._dirty = False
+        fresh = not (exists and resume)
         if self.format == ".json":
-            if exists and resume:
-                self._json_rows = json.loads(self.path.read_text(encoding="utf-8", errors="surrogateescape"))
-            elif exists:
-                self._write_json()
-            return
-        mode = "truncate" if exists and not resume else "append"
+            if fresh:
+                self.rows_path.unlink(missing_ok=True)
+                self._assemble(keep_old=False)  # an empty array at once: the file is a complete document
+            else:
+                self._fold_pending()
         try:
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if mode == "truncate" else os.O_APPEND)
-            self._fd = os.open(self.path, flags, 0o644)
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if fresh else os.O_APPEND)
+            self._fd = os.open(self.rows_path, flags, 0o644)
         except OSError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-        if mode == "append":
+            raise OutputError(f"cannot write {self.rows_path}: {exc.strerror or exc}") from None
+        self._closed = False
+        if not fresh:
             self._drop_torn_tail()
         if os.fstat(self._fd).st_size == 0 and self.format == ".csv":
             self._write_bytes(_csv_text([CSV_FIELDS]))
@@ -163,11 +159,11 @@ class ResultWriter:
         size = os.fstat(self._fd).st_size
         if size == 0:
             return
-        with open(self.path, "rb") as fh:
+        with open(self.rows_path, "rb") as fh:
             data = fh.read()
         keep = data.rfind(b"\n") + 1
         if keep != len(data):
-            os.truncate(self.path, keep)
+            os.truncate(self.rows_path, keep)
 
     def _write_bytes(self, text: str, errors: str = "surrogateescape") -> None:
         data = text.encode("utf-8", errors)
@@ -181,14 +177,8 @@ class ResultWriter:
         """Append one batch of rows and make them durable."""
         if not rows:
             return
-        if self.format == ".json":
-            self._json_rows.extend(r.to_dict() for r in rows)
-            self._dirty = True
-            if time.monotonic() - self._last_json >= self.json_interval:
-                self._write_json()
-            return
         errors = "surrogateescape"  # CSV: a file name that is not UTF-8 keeps its original bytes
-        if self.format == ".jsonl":
+        if self.format in (".jsonl", ".json"):
             text = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in rows)
             errors = JSON_ERRORS
         else:
@@ -208,18 +198,53 @@ class ResultWriter:
         # One write per batch: a kill leaves whole batches, or a torn last line at worst.
         self._write_bytes(text, errors)
 
-    def _write_json(self) -> None:
-        text = json.dumps(self._json_rows, ensure_ascii=False, indent=1) + "\n"
-        write_atomic(self.path, text, errors=JSON_ERRORS)
-        self._last_json = time.monotonic()
-        self._dirty = False
+    def _fold_pending(self) -> None:
+        """Resuming a .json file: assemble the rows a killed run left beside it (unless it got that far)."""
+        if not self.rows_path.exists():
+            return
+        try:
+            old = json_array(self.path.read_text(encoding="utf-8", errors="surrogateescape"))
+            pending = json_lines(self.rows_path.read_text(encoding="utf-8", errors="surrogateescape"))
+        except FileNotFoundError:
+            old, pending = [], []
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"cannot resume from {self.path}: not an edgecnn result file ({exc})") from None
+        if assembled_pending(old, pending):
+            self.rows_path.unlink()
+        else:
+            self._assemble(keep_old=True)
+
+    def _assemble(self, keep_old: bool) -> None:
+        """Write the array (with ``keep_old``: the rows it holds, then the pending rows, streamed) in one
+        rename, then remove the pending rows."""
+        old: list[dict[str, Any]] = []
+        if keep_old and self.path.exists():
+            try:
+                old = json_array(self.path.read_text(encoding="utf-8", errors="surrogateescape"))
+            except (OSError, ValueError) as exc:
+                raise OutputError(f"cannot complete {self.path}: {exc}") from None
+        with atomic_output(self.path) as tmp, open(tmp, "w", encoding="utf-8", errors=JSON_ERRORS) as fh:
+            fh.write("[")
+            sep = "\n"
+            for record in old:
+                fh.write(sep + json.dumps(record, ensure_ascii=False))
+                sep = ",\n"
+            if keep_old and self.rows_path.exists():
+                with open(self.rows_path, encoding="utf-8", errors="surrogateescape") as rows:
+                    for line in rows:
+                        if line.endswith("\n") and line.strip():  # a torn last line is left out
+                            fh.write(sep + line[:-1])
+                            sep = ",\n"
+            fh.write("\n]\n")
+        self.rows_path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self.format == ".json":
-            if self._dirty or not self.path.exists():
-                self._write_json()
+        if self._closed:
             return
+        self._closed = True
         os.close(self._fd)
+        if self.format == ".json":
+            self._assemble(keep_old=True)
 
     def __enter__(self) -> ResultWriter:
         return self

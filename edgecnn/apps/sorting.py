@@ -10,6 +10,7 @@ no partial file behind.
 from __future__ import annotations
 
 import errno
+import filecmp
 import os
 import shutil
 from collections.abc import Iterator
@@ -46,7 +47,7 @@ class Sorter:
     """Places classified files under ``root/<label>/``.
 
     Args:
-        root: The target folder (created).
+        root: The target folder (created with the first file placed; checked now).
         move: Move instead of copy.
         min_confidence: Files below this confidence go to ``root/_uncertain/``.
     """
@@ -57,10 +58,11 @@ class Sorter:
         self.root = Path(root).resolve()
         self.move = move
         self.min_confidence = min_confidence
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create {root}: {exc.strerror or exc}") from None
+        if self.root.exists() and not self.root.is_dir():
+            raise OutputError(f"--sort-into {root} is a file; give a folder")
+        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot create or write {root}: permission denied")
 
     def folder_for(self, label: str, confidence: float, index: int = 0) -> Path:
         name = UNCERTAIN if confidence < self.min_confidence else safe_folder_name(label, index)
@@ -69,14 +71,59 @@ class Sorter:
             raise OutputError(f"label {label!r} would write outside {self.root}")
         return folder
 
+    def plan(
+        self, source: Path, label: str, confidence: float, index: int = 0, taken: set[Path] | None = None
+    ) -> Path:
+        """Where ``source`` will go: the first free name in its label folder (not in ``taken`` either, the
+        names already planned for the same batch; updated). Nothing is written."""
+        folder = self.folder_for(label, confidence, index)
+        taken = taken if taken is not None else set()
+        for target in _candidates(folder, source.stem, source.suffix):
+            if target not in taken and not os.path.lexists(target):
+                taken.add(target)
+                return target
+        raise AssertionError("unreachable")
+
+    def place_at(self, source: Path, target: Path) -> Path:
+        """Copy or move ``source`` to ``target`` (planned), or the next free name if it was taken meanwhile;
+        returns where it landed."""
+        return place_file(source, target, self.move)
+
     def place(self, source: Path, label: str, confidence: float, index: int = 0) -> Path:
         """Copy or move ``source`` into its label folder; returns where it landed."""
-        folder = self.folder_for(label, confidence, index)
-        folder.mkdir(exist_ok=True)
-        stem, suffix = source.stem, source.suffix
-        if self.move:
-            return _move_no_clobber(source, folder, stem, suffix)
-        return _copy_no_clobber(source, folder, stem, suffix)
+        return self.place_at(source, self.plan(source, label, confidence, index))
+
+
+def place_file(source: Path, target: Path, move: bool) -> Path:
+    """Copy or move ``source`` to ``target``, or to the next free name beside it; never replaces a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if move:
+        return _move_no_clobber(source, target)
+    return _copy_no_clobber(source, target)
+
+
+def complete_placement(source: Path, target: Path, move: bool) -> Path:
+    """Finish a move or copy of ``source`` to ``target`` that was recorded and then interrupted; returns
+    where the file is in the sorted tree (``target``, or the next free name if another file holds it).
+
+    Raises:
+        OSError: Neither the source nor its copy is there, or the copy or move fails.
+    """
+    source_there, target_there = os.path.lexists(source), os.path.lexists(target)
+    if target_there and not source_there:
+        return target  # done before the interruption
+    if target_there and not move:
+        return target  # a copy gets its name only when complete (a link of a synced temporary file)
+    if target_there and (os.path.samefile(source, target) or filecmp.cmp(source, target, shallow=False)):
+        _remove_source(source, target)  # the move's last step
+        return target
+    if not source_there:
+        raise OSError(errno.ENOENT, "the file is gone (neither at its path nor in the sorted folder)")
+    return place_file(source, target, move)
+
+
+def _stem_suffix(target: Path) -> tuple[str, str]:
+    return target.stem, target.suffix
 
 
 def _candidates(folder: Path, stem: str, suffix: str) -> Iterator[Path]:
@@ -88,21 +135,31 @@ def _candidates(folder: Path, stem: str, suffix: str) -> Iterator[Path]:
         n += 1
 
 
-def _copy_no_clobber(source: Path, folder: Path, stem: str, suffix: str) -> Path:
+def _targets(target: Path) -> Iterator[Path]:
+    """``target``, then the names after it (``stem_1``, ``stem_2``...)."""
+    yield target
+    stem, suffix = _stem_suffix(target)
+    for candidate in _candidates(target.parent, stem, suffix):
+        if candidate != target:
+            yield candidate
+
+
+def _copy_no_clobber(source: Path, target: Path) -> Path:
     tail = f".partial-{os.getpid()}"
-    tmp = folder / ("." + _fit(stem, suffix + tail + ".") + suffix + tail)
+    stem, suffix = _stem_suffix(target)
+    tmp = target.parent / ("." + _fit(stem, suffix + tail + ".") + suffix + tail)
     try:
         shutil.copy2(source, tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        return _link_into_place(tmp, folder, stem, suffix)
+        return _link_into_place(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _link_into_place(tmp: Path, folder: Path, stem: str, suffix: str) -> Path:
+def _link_into_place(tmp: Path, first: Path) -> Path:
     """Give ``tmp`` its final name without ever replacing an existing file (link fails if the name is taken)."""
-    for target in _candidates(folder, stem, suffix):
+    for target in _targets(first):
         try:
             os.link(tmp, target)
             return target
@@ -122,8 +179,8 @@ def _link_into_place(tmp: Path, folder: Path, stem: str, suffix: str) -> Path:
     raise AssertionError("unreachable")
 
 
-def _move_no_clobber(source: Path, folder: Path, stem: str, suffix: str) -> Path:
-    for target in _candidates(folder, stem, suffix):
+def _move_no_clobber(source: Path, first: Path) -> Path:
+    for target in _targets(first):
         try:
             os.link(source, target)  # same file system: an atomic, non-clobbering rename in two steps
         except FileExistsError:
@@ -131,7 +188,7 @@ def _move_no_clobber(source: Path, folder: Path, stem: str, suffix: str) -> Path
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
                 raise
-            landed = _copy_no_clobber(source, folder, stem, suffix)  # copy complete and synced first
+            landed = _copy_no_clobber(source, target)  # copy complete and synced first
             _remove_source(source, landed)
             return landed
         _remove_source(source, target)

@@ -115,3 +115,26 @@ def walk_folder(
             )
     for sub in subdirs:
         yield from walk_folder(sub, recursive, seen, skipped, other_files)
+
+
+def unique_files(paths: Iterable[Path], seen: set[str] | None = None) -> Iterator[Path]:
+    """``paths`` with each file once: the first spelling of every resolved path (``os.path.realpath``).
+
+    The one rule for "the same file": ``photos photos/a.jpg photos/../photos/a.jpg`` names ``a.jpg`` once,
+    and a link names the file it points to. ``--resume`` matches recorded rows the same way.
+
+    Args:
+        paths: Files, as a walker yields them.
+        seen: Resolved paths already given (updated), to share the rule across several listings.
+    """
+    seen = seen if seen is not None else set()
+    for path in paths:
+        key = resolved(path)
+        if key not in seen:
+            seen.add(key)
+            yield path
+
+
+def resolved(path: str | Path) -> str:
+    """The key that identifies a file: its absolute path with links and ``..`` resolved."""
+    return os.path.realpath(path)

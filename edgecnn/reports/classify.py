@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.reports.page import (
     EMBED_LIMIT,
     check_report_path,
@@ -77,8 +78,8 @@ class ClassifyReport:
         self.input_size = input_size
         self.resume = resume
         folder = files_dir(self.path)
-        if not resume:
-            clear_thumbnails(folder)
+        # An earlier report's thumbnails are removed only when this one is written (``finish``): a run that
+        # is refused (its results file exists, say) leaves the old report whole.
         self.thumbs = Thumbnailer(folder, placed=read_index(folder) if resume else None)
         self.rows: list[ReportRow] = []
         self._inputs: deque[np.ndarray] = deque()
@@ -116,6 +117,8 @@ class ClassifyReport:
             for start in range(0, len(missing), 64):  # an earlier run's files without a thumbnail
                 self.thumbs.add_batch([(r.path, r.path, None) for r in missing[start : start + 64]])
         self.thumbs.close()
+        if not self.resume:
+            clear_thumbnails(self.thumbs.folder, keep=self.thumbs.token)
         shown = [r.path for r in rows if r.status == "ok"]
         atlases, refs = thumbnail_refs(self.path, self.thumbs, shown, embed=len(shown) <= EMBED_LIMIT)
         data, context = self._page_data(rows, summary, refs)
@@ -163,11 +166,21 @@ class ClassifyReport:
 
     def watch(self, batches: Any, summary: Any, output: Path | None = None) -> Any:
         """``batches`` (a run's row batches) passed through this report; the page is written when they end,
-        fail or are closed."""
+        fail or are closed, but not when the run is refused before its first batch (a results file that
+        exists, say): the earlier page and its thumbnails stay as they were."""
+        started: bool | None = False
         try:
             for rows in batches:
+                started = True
                 self.add_rows(rows)
                 yield rows
+        except EdgecnnError:
+            if not started:
+                self.thumbs.close()
+                self.thumbs.placed.clear()
+                started = None  # refused: write nothing
+            raise
         finally:
             batches.close()
-            self.finish(summary, output)
+            if started is not None:
+                self.finish(summary, output)

@@ -75,7 +75,7 @@ class EvaluationReport:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = check_report_path(Path(path))
-        clear_thumbnails(files_dir(self.path))
+        # The earlier report's thumbnails go only when this page is written: a refused run keeps them.
         self.thumbs = Thumbnailer(files_dir(self.path))
         self.paths: list[str] = []
 
@@ -100,6 +100,7 @@ class EvaluationReport:
     ) -> Path:
         """Write the page."""
         self.thumbs.close()
+        clear_thumbnails(self.thumbs.folder, keep=self.thumbs.token)
         other = compare.probabilities if compare is not None else None
         atlases, refs = thumbnail_refs(self.path, self.thumbs, self.paths, embed=len(paths) <= EMBED_LIMIT)
         items = labelled_items(paths, y_true, probabilities, refs, other)

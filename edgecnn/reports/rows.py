@@ -1,20 +1,17 @@
 """Result rows for the classify report: one compact record per file, from a run or from a results file.
 
-With ``--resume`` the report covers the whole results file, so it reads the file back here: CSV, JSON Lines
-or JSON as ``classify`` writes them (a torn last line is ignored; the later row of a path counts, as it does
-for ``--resume`` itself).
+With ``--resume`` the report covers the whole results file, so it reads the file back here, through the same
+parser as ``--resume`` (``core.resultfile``): a torn last line is ignored; the later row of a path counts.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgecnn.core.errors import OutputError
+from edgecnn.core.resultfile import iter_records
 
 
 @dataclass
@@ -70,29 +67,12 @@ def read_rows(path: Path) -> list[ReportRow]:
     Raises:
         OutputError: The file cannot be read or is not a classify results file.
     """
+    latest: dict[str, ReportRow] = {}
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise OutputError(f"cannot read {path} for the report: {exc.strerror or exc}") from None
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".json":
-            records = json.loads(text) if text.strip() else []
-            if not isinstance(records, list):
-                raise ValueError("not a JSON array")
-        else:
-            complete = "\n".join(text.split("\n")[:-1])  # whatever follows the last newline is torn
-            if suffix == ".jsonl":
-                records = [json.loads(line) for line in complete.splitlines() if line.strip()]
-            else:
-                records = list(csv.DictReader(io.StringIO(complete + "\n")))
-        latest: dict[str, ReportRow] = {}
-        for data in records:
+        for data in iter_records(path, action="read {} for the report"):
             row = _record(data)
             latest.pop(row.path, None)  # a retried file moves to where its last row is
             latest[row.path] = row
-        return list(latest.values())
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OutputError(f"cannot read {path} for the report: not an edgecnn result file ({exc})") from None
+    return list(latest.values())

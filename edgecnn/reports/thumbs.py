@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgecnn.core.errors import EdgecnnError, OutputError
+from edgecnn.core.errors import EdgecnnError
 
 #: The longer side of a thumbnail as shown, in pixels (an atlas cell is this square).
 THUMB_SIDE = 128
@@ -102,16 +102,23 @@ def read_index(folder: Path) -> dict[str, Placement]:
         }
     except (OSError, ValueError, TypeError, AttributeError):
         return {}
+    # Only the atlas names this module writes: an entry such as "../secret.txt" must not reach the page.
+    found = {k: p for k, p in found.items() if ATLAS_PATTERN.match(p[0])}
     present = {name for name in {p[0] for p in found.values()} if (folder / name).is_file()}
     return {k: p for k, p in found.items() if p[0] in present}
 
 
-def clear_thumbnails(folder: Path) -> None:
-    """Remove the atlases and index an earlier report left in ``folder`` (only files named like ours)."""
+def clear_thumbnails(folder: Path, keep: str | None = None) -> None:
+    """Remove the atlases and index an earlier report left in ``folder`` (only files named like ours).
+
+    Args:
+        keep: The token of a ``Thumbnailer`` whose atlases stay (the run's own).
+    """
     if not folder.is_dir():
         return
     for entry in folder.iterdir():
-        if (ATLAS_PATTERN.match(entry.name) or entry.name == INDEX) and entry.is_file():
+        mine = keep is not None and entry.name.startswith(keep + "-")
+        if ((ATLAS_PATTERN.match(entry.name) and not mine) or entry.name == INDEX) and entry.is_file():
             entry.unlink(missing_ok=True)
 
 
@@ -119,27 +126,21 @@ class Thumbnailer:
     """Makes thumbnails on one worker thread and packs them into atlases in ``folder``.
 
     ``add_batch`` returns at once; after ``close`` (which waits), ``placed`` maps each key (the path as the
-    page shows it) to its placement.
+    page shows it) to its placement. Nothing is written (the folder is not even created) before the first
+    atlas is full or ``close``: a run refused before it starts leaves the folder as it was.
 
     Args:
-        folder: Where the atlases go (created).
+        folder: Where the atlases go (created with the first one).
         placed: Placements of an earlier run to keep (``read_index``).
-
-    Raises:
-        OutputError: The folder cannot be created.
     """
 
     def __init__(self, folder: Path, placed: dict[str, Placement] | None = None) -> None:
         self.folder = Path(folder)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create {self.folder}: {exc.strerror or exc}") from None
         self.placed: dict[str, Placement] = dict(placed or {})
         self.written = 0
         self.failed = 0
         self.error: str | None = None
-        self._token = secrets.token_hex(4)
+        self.token = secrets.token_hex(4)  # this run's atlases: <token>-NNNN.jpg
         self._atlases = 0
         self._canvas: Image.Image | None = None
         self._cells: list[tuple[str, int, int, int, int, int, int]] = []
@@ -179,9 +180,10 @@ class Thumbnailer:
     def _flush(self) -> None:
         if self._canvas is None or not self._cells:
             return
-        name = f"{self._token}-{self._atlases:04d}.jpg"
+        name = f"{self.token}-{self._atlases:04d}.jpg"
         tmp = self.folder / f".{name}.tmp"
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
             self._canvas.save(tmp, "JPEG", quality=QUALITY)  # always 640 x 640: the page knows the size
             os.replace(tmp, self.folder / name)
             for key, *where in self._cells:

@@ -1,0 +1,92 @@
+"""The sort journal, deterministically: a run stopped between moving files and writing their rows; one row
+per resolved file; the progress of a resumed run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from imagefiles import save
+from onnxmodels import mean_colour_model, solid
+
+from edgecnn.apps.classify import ClassifyConfig, classify_paths
+from edgecnn.apps.outputs import ResultWriter
+from edgecnn.core.files import unique_files
+from edgecnn.core.resultfile import iter_records
+from edgecnn.runtime.predictor import Predictor
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs in the process."""
+
+
+@pytest.fixture()
+def predictor(tmp_path):
+    return Predictor(mean_colour_model(tmp_path / "m.onnx"), provider="cpu")
+
+
+def photos(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for i in range(count):
+        save(solid((10 + 20 * i, 200 - 15 * i, 30 + 7 * i)), folder / f"p{i:02d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("move", [True, False])
+def test_killed_after_sorting_before_the_rows_then_resumed(predictor, tmp_path, monkeypatch, move):
+    folder = photos(tmp_path / "in", 10)
+    out, sort = tmp_path / "r.jsonl", tmp_path / "sorted"
+    config = dict(paths=[folder], output=out, sort_into=sort, move=move, batch_size=3)
+    real_write = ResultWriter.write
+    calls = []
+
+    def write(self, rows):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise Killed  # the batch's files are sorted, its rows not written
+        real_write(self, rows)
+
+    monkeypatch.setattr(ResultWriter, "write", write)
+    with pytest.raises(Killed):
+        classify_paths(ClassifyConfig(**config), predictor)
+    monkeypatch.setattr(ResultWriter, "write", real_write)
+    summary = classify_paths(ClassifyConfig(**config, resume=True), predictor)
+    assert not summary.interrupted
+    rows = list(iter_records(out))
+    assert Counter(Path(r["path"]).name for r in rows) == {f"p{i:02d}.png": 1 for i in range(10)}
+    tree = sorted(p.name for p in sort.rglob("*.png"))
+    assert tree == [f"p{i:02d}.png" for i in range(10)]  # each file once in the sorted tree
+    assert all(Path(r["sorted_to"]).is_file() for r in rows)
+    assert len(list(folder.glob("*.png"))) == (0 if move else 10)
+    assert not Path(str(out) + ".sorting").exists()
+
+
+def test_the_same_file_named_three_ways_is_one_row_and_one_copy(predictor, tmp_path, monkeypatch):
+    folder = photos(tmp_path / "samples", 3)
+    monkeypatch.chdir(tmp_path)
+    out, sort = tmp_path / "r.jsonl", tmp_path / "sorted"
+    paths = [Path("samples"), Path("samples/p01.png"), Path("samples/../samples/p01.png")]
+    summary = classify_paths(ClassifyConfig(paths=paths, output=out, sort_into=sort), predictor)
+    rows = [r["path"] for r in iter_records(out)]
+    assert len(rows) == 3 and summary.classified == 3
+    assert sorted(p.name for p in sort.rglob("*.png")) == ["p00.png", "p01.png", "p02.png"]
+    assert list(unique_files([folder / "p00.png", Path("samples/p00.png"), folder / "p02.png"])) == [
+        folder / "p00.png",
+        folder / "p02.png",
+    ]
+
+
+def test_progress_of_a_resumed_run_counts_its_own_files_and_ends_full(predictor, tmp_path):
+    folder = photos(tmp_path / "in", 12)
+    out = tmp_path / "r.csv"
+    first = sorted(folder.iterdir())[:5]
+    classify_paths(ClassifyConfig(paths=first, output=out), predictor)
+    calls: list[tuple[int, int | None]] = []
+    config = ClassifyConfig(paths=[folder], output=out, resume=True, batch_size=2)
+    summary = classify_paths(
+        config, predictor, on_progress=lambda d, t: calls.append((d, t)), count_in_background=True
+    )
+    assert summary.already_done == 5 and summary.classified == 7
+    assert calls[-1] == (7, 7)
+    assert all(t in (None, 7) for _, t in calls) and all(d <= 7 for d, _ in calls)
