@@ -22,6 +22,7 @@ import numpy as np
 from edgecnn.apps.outputs import ResultWriter, Row
 from edgecnn.core.atomic import atomic_output, write_atomic
 from edgecnn.core.errors import OutputError
+from edgecnn.core.files import resolved
 
 PART_PATTERN = re.compile(r"^part-(\d{4})-(\d{6})\.parquet$")
 PARTS_DIR = "parquet"  # only Parquet files in it: pandas.read_parquet(OUTPUT / "parquet") reads them all
@@ -262,8 +263,9 @@ class ResultsFolder:
 
 
 def resolve(path: str) -> str:
-    """The resolved path of a local file, a URI as it is."""
-    return path if "://" in path else os.path.realpath(path)
+    """The resolved path of a local file (``core.files.resolved``, the one rule for "the same file"), a URI
+    as it is."""
+    return path if "://" in path else resolved(path)
 
 
 def resume_key(path: str) -> str:
