@@ -248,3 +248,26 @@ def test_network_shape_options_with_a_backbone_are_refused(tmp_path, option):
     assert getattr(
         TrainConfig(data_dir=tmp_path, arch="resnet", **{field: float(option[1])}), field
     ) == float(option[1])
+
+
+def test_the_library_is_silent_until_logging_is_configured(tmp_path):
+    """An int8 export without an accuracy gate warns through the `edgecnn` logger, not on stderr."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "model.onnx"
+    shutil.copy(ROOT / "models" / "shapes-cnn.onnx", source)
+    code = (
+        "import logging, sys, edgecnn\n"
+        f"edgecnn.export({str(source)!r}, int8=True, accuracy_gate=False, calib_dir={str(SAMPLES)!r}, calib_size=6)\n"
+        "sys.stderr.flush()\n"
+        "print('--- logging configured ---', file=sys.stderr, flush=True)\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "logging.getLogger('edgecnn.conversion.quantize').warning('a warning after basicConfig')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    before, after = result.stderr.split("--- logging configured ---\n")
+    assert before == ""
+    assert after == "a warning after basicConfig\n"
+    assert (tmp_path / "model.int8.onnx").exists()
