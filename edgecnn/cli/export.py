@@ -127,10 +127,7 @@ def export(
     ] = False,
     opset: Annotated[
         int | None,
-        typer.Option(
-            help="ONNX opset of a converted Keras model (int8 needs 20 or lower); an .onnx source keeps its own [default: 17].",
-            show_default=False,
-        ),
+        typer.Option(help="ONNX opset (int8 needs 20 or lower).", show_default="17"),
     ] = None,
     tta: Annotated[
         Tta,
