@@ -4,7 +4,7 @@ of a .keras model aside)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,15 @@ class ClassifyRun:
     ) -> None:
         self.model = model
         self.summary: ClassifySummary = new_summary(config, model.predictor)
-        self._batches = classify_batches(
-            config, model.predictor, self.summary, on_progress, count_in_background=on_progress is not None
+        self._batches = _noting_interrupts(
+            classify_batches(
+                config,
+                model.predictor,
+                self.summary,
+                on_progress,
+                count_in_background=on_progress is not None,
+            ),
+            self.summary,
         )
         self._owns_model = owns_model  # a model opened from a path is released with the run
 
@@ -53,6 +60,18 @@ class ClassifyRun:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _noting_interrupts(
+    batches: Generator[list[Row], None, None], summary: ClassifySummary
+) -> Generator[list[Row], None, None]:
+    """``batches``, with Ctrl-C recorded in ``summary`` before it reaches the layers above (the report
+    written as the run ends says so)."""
+    try:
+        yield from batches
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
 
 
 def classify(
@@ -138,8 +157,8 @@ def classify(
             for rows in run._batches:
                 if on_rows is not None:
                     on_rows(rows)
-        except KeyboardInterrupt:  # the rows so far are written; the caller decides what Ctrl-C means
-            run.summary.interrupted = True
+        except KeyboardInterrupt:  # recorded in the summary; the rows so far are written
+            pass
     return run.summary
 
 
