@@ -271,3 +271,40 @@ def test_the_library_is_silent_until_logging_is_configured(tmp_path):
     assert before == ""
     assert after == "a warning after basicConfig\n"
     assert (tmp_path / "model.int8.onnx").exists()
+
+
+def test_classify_on_ray_goes_through_the_api(monkeypatch, tmp_path):
+    import edgecnn.apps.cluster as cluster
+    from edgecnn.apps.classify import ClassifySummary
+
+    received = []
+
+    def no_cluster(config, model_path, address, **kwargs):
+        received.append((config, model_path, address, kwargs))
+        return ClassifySummary(provider="cpu")
+
+    monkeypatch.setattr(cluster, "classify_on_ray", no_cluster)
+    calls = spy(monkeypatch, "classify")
+    args = [
+        "classify",
+        str(SAMPLES),
+        "--model",
+        str(SHAPES),
+        "--ray",
+        "local",
+        "--csv",
+        "-o",
+        str(tmp_path / "out"),
+    ]
+    result = runner.invoke(app, [*args, "--provider", "cpu", "--threads", "2", "--fallback", "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    config, model_path, address, kwargs = received[0]
+    assert (Path(model_path), address, config.top_k, config.output) == (SHAPES, "local", 3, tmp_path / "out")
+    assert kwargs["csv"] and kwargs["provider"] == "cpu" and kwargs["threads"] == 2 and kwargs["fallback"]
+    refused = runner.invoke(
+        app, ["classify", str(SAMPLES), "--ray", "local", "--report", str(tmp_path / "r.html")]
+    )
+    assert refused.exit_code == 2 and "--report does not work with --ray yet" in refused.output
+    no_ray = runner.invoke(app, ["classify", str(SAMPLES), "--csv"])
+    assert no_ray.exit_code == 2 and "--csv goes with --ray" in no_ray.output
