@@ -1,15 +1,20 @@
 """edgecnn: from a folder of labelled photos to a small, fast ONNX image classifier at the edge.
 
-The public Python API (``load``, ``classify``, ``evaluate``, ``export``, ``adopt``, ``train``, ``Model``, ``Prediction``) is
-reached lazily: ``import edgecnn`` pulls in neither TensorFlow, ONNX Runtime nor OpenCV, and ``edgecnn.load``
+The public Python API (``load``, ``classify``, ``evaluate``, ``export``, ``adopt``, ``train``, ``webcam``, ``Model``,
+``Prediction``) is reached lazily: ``import edgecnn`` pulls in neither TensorFlow, ONNX Runtime nor OpenCV, and ``edgecnn.load``
 never imports TensorFlow. See docs/API.md.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from edgecnn.core.version import __version__
+
+# The library reports through the `edgecnn` logger and is silent until the program configures logging:
+# without a handler of its own, Python would print its warnings on stderr (logging.lastResort).
+logging.getLogger("edgecnn").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from edgecnn.api import (
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
         export,
         load,
         train,
+        webcam,
     )
     from edgecnn.core.errors import EdgecnnError
 
@@ -43,6 +49,7 @@ __all__ = [
     "export",
     "load",
     "train",
+    "webcam",
 ]
 
 _API = {
@@ -58,6 +65,7 @@ _API = {
     "export",
     "load",
     "train",
+    "webcam",
 }
 
 

@@ -296,19 +296,18 @@ def test_classify_counting_thread_ends_with_the_run(tmp_path, model, photos, mon
 
 def test_progress_rate_counts_from_the_start_of_the_run(tmp_path, model, photos, monkeypatch):
     """images/s on the progress bar divides by the time since the run began, first batch included."""
-    import edgecnn.apps.classify as classify_module
+    import edgecnn.api.inference as inference
     import edgecnn.cli.render as render
-    from edgecnn.apps.classify import ClassifyConfig
-    from edgecnn.runtime.predictor import Predictor
+    from edgecnn.api import classify
 
     rates = []
-    real = classify_module.classify_paths
+    real = inference.classify_batches
 
-    def slow_first_batch(config, predictor, on_progress=None, **kwargs):
+    def slow_first_batch(*args, **kwargs):
         import time
 
         time.sleep(0.5)  # a slow first batch (decoding, session warm-up) before the first progress call
-        return real(config, predictor, on_progress=on_progress, **kwargs)
+        yield from real(*args, **kwargs)
 
     class Recorder:
         def __init__(self, *columns, **kwargs):
@@ -326,12 +325,11 @@ def test_progress_rate_counts_from_the_start_of_the_run(tmp_path, model, photos,
         def update(self, task, completed, total, rate):
             rates.append((completed, rate))
 
-    monkeypatch.setattr(classify_module, "classify_paths", slow_first_batch)
+    monkeypatch.setattr(inference, "classify_batches", slow_first_batch)
     import rich.progress
 
     monkeypatch.setattr(rich.progress, "Progress", Recorder)
-    render.classify_with_progress(
-        ClassifyConfig(paths=[photos], batch_size=4), Predictor(model, provider="cpu")
-    )
-    done, rate = rates[0]
+    with render.progress_bar() as on_progress:
+        classify([photos], model=model, provider="cpu", batch_size=4, on_progress=on_progress)
+    done, rate = next((d, r) for d, r in rates if d)
     assert done == 4 and rate < 4 / 0.5  # counted from before the slow first batch

@@ -36,6 +36,8 @@ def cli_reference() -> str:
                 names = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
             default = p.default.value if hasattr(p.default, "value") else p.default
             shown = "" if default is None or isinstance(default, bool) else f"`{default}`"
+            if isinstance(p.show_default, str):  # a default the library applies (the option's own is None)
+                shown = f"`{p.show_default}`"
             parts.append(f"| {names} | {shown} | {help_text} |")
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"

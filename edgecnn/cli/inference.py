@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from enum import Enum
 from pathlib import Path
@@ -17,17 +18,9 @@ from edgecnn.cli.options import (
     ProviderOption,
     ThreadsOption,
     WorkersOption,
-    config_from,
-    open_predictor,
-    resolve_model,
+    api_options,
 )
-from edgecnn.cli.render import (
-    both,
-    classify_with_progress,
-    open_classify_report,
-    print_rows,
-    render_classify_summary,
-)
+from edgecnn.cli.render import print_rows, progress_bar, render_classify_summary
 
 
 @app.command()
@@ -96,72 +89,27 @@ def classify(
     csv: Annotated[bool, typer.Option("--csv", help="With --ray: also write OUTPUT/results.csv.")] = False,
 ) -> None:
     """Classify image files and folders with an ONNX model; write results, sort files."""
-    from edgecnn.apps.classify import ClassifyConfig, classify_paths
+    options = api_options(locals(), drop=("paths", "copy", "quiet", "as_json"), move=not copy)
+    from edgecnn import api
 
     models = [p for p in paths if p.suffix.lower() == ".onnx" and p.is_file()]
     if models:  # `edgecnn classify model.onnx photos/` would classify the photos with the default model
         raise typer.BadParameter(
             f"{models[0]} is a model, not an image: pass it as --model {models[0]}", param_hint="PATHS"
         )
-    config = config_from(ClassifyConfig, locals(), move=not copy)
-    if ray is not None:
-        if report is not None:
-            raise typer.BadParameter("--report does not work with --ray yet", param_hint="--report")
-        return _classify_on_ray(config, ray, csv, model, provider, fallback, threads, as_json)
-    if csv:
-        raise typer.BadParameter(
-            "--csv goes with --ray (without it, -o FILE.csv writes CSV)", param_hint="--csv"
-        )
-    predictor = open_predictor(model, provider, fallback, threads)
-    page = open_classify_report(report, predictor, resume) if report is not None else None
-    runner = page.tap(predictor) if page is not None else predictor  # model inputs become thumbnails
-    add_rows = page.add_rows if page is not None else None
-    if output is None and not quiet and not as_json:
-        rows = both(print_rows, add_rows)  # the rows are the progress
-        summary = classify_paths(config, runner, on_rows=rows)
-    elif err.is_terminal and not quiet:
-        summary = classify_with_progress(config, runner, on_rows=add_rows)
-    else:
-        summary = classify_paths(config, runner, on_rows=add_rows)
+    local = ray is None
+    on_rows = print_rows if local and output is None and not quiet and not as_json else None  # rows: progress
+    with_bar = local and on_rows is None and err.is_terminal and not quiet
+    with progress_bar() if with_bar else contextlib.nullcontext() as on_progress:
+        summary: Any = api.classify(paths, on_rows=on_rows, on_progress=on_progress, **options)
     render_classify_summary(summary)
-    written = page.finish(summary, config.output) if page is not None else None  # after Ctrl-C too
-    if written is not None:
-        say(f"report: {written}")
+    if report is not None and report.exists():  # written after Ctrl-C too
+        say(f"report: {report}")
     if as_json:
-        out.print_json(json.dumps({**summary.to_dict(), **({"report": str(written)} if written else {})}))
+        out.print_json(json.dumps({**summary.to_dict(), **({"report": str(report)} if report else {})}))
     if summary.interrupted:
         raise typer.Exit(code=130)
-    if summary.skipped or summary.already_skipped:
-        raise typer.Exit(code=1)
-
-
-def _classify_on_ray(
-    config: Any,
-    address: str,
-    csv: bool,
-    model: Path | None,
-    provider: Provider,
-    fallback: bool,
-    threads: int | None,
-    as_json: bool,
-) -> None:
-    from edgecnn.apps.cluster import classify_on_ray
-
-    summary = classify_on_ray(
-        config,
-        resolve_model(model),
-        address,
-        csv=csv,
-        provider=provider.value,
-        threads=threads,
-        fallback=fallback,
-    )
-    render_classify_summary(summary)
-    if as_json:
-        out.print_json(json.dumps(summary.to_dict()))
-    if summary.interrupted:
-        raise typer.Exit(code=130)
-    if summary.skipped or summary.already_skipped or summary.missing:
+    if summary.skipped or summary.already_skipped or getattr(summary, "missing", 0):
         raise typer.Exit(code=1)
 
 
@@ -223,24 +171,11 @@ def webcam(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout at exit.")] = False,
 ) -> None:
     """Classify a live camera, video file or stream with an overlay; optional recording."""
-    from edgecnn.apps.capture import open_source
-    from edgecnn.apps.webcam import WebcamConfig, format_summary, run_webcam
+    options = api_options(locals(), drop=("no_display", "as_json"), display=not no_display)
+    from edgecnn import api
 
-    config = config_from(WebcamConfig, locals(), display=not no_display)
-    predictor = open_predictor(model, provider, fallback, threads)
-    frames = open_source(
-        camera=camera,
-        source=source,
-        width=width,
-        height=height,
-        realtime=realtime,
-        max_retries=retries,
-    )
-    say(
-        f"source: {frames.description} ({'live: newest frame only' if frames.live else 'every frame in order'}); q or Esc quits, space pauses, s saves a snapshot"
-    )
-    summary = run_webcam(frames, predictor, config)
-    say(format_summary(summary))
+    summary = api.webcam(**options)
+    say(api.webcam_summary_text(summary))
     if as_json:
         out.print_json(json.dumps(summary.to_dict()))
     if summary.end_reason == "interrupted":

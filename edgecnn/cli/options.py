@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Collection
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-from edgecnn.cli.app import say
 
 
 class Provider(str, Enum):
@@ -40,38 +38,12 @@ WorkersOption = Annotated[int | None, typer.Option(help="Decoding threads [defau
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
-def config_from(cls: Any, options: dict[str, Any], **overrides: Any) -> Any:
-    """A library config dataclass from a command's options: fields named like an option take its value
-    (choices as their plain value), ``overrides`` set the rest (options whose meaning is inverted or renamed)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: (v.value if isinstance(v, Enum) else v) for k, v in options.items() if k in names}
-    return cls(**{**values, **overrides})
-
-
-def resolve_model(model: Path | None) -> Path:
-    """The --model given, or the shipped default model (announced on stderr)."""
-    from edgecnn.core.errors import ModelFileError
-    from edgecnn.core.shipped import default_model_path
-
-    if model is not None:
-        return model
-    path = default_model_path()
-    if path is None:
-        raise ModelFileError("no --model given and no shipped default model found; pass --model MODEL.onnx")
-    say(f"using the shipped default model {path} (pass --model to use your own)")
-    return path
-
-
-def open_predictor(model: Path | None, provider: Provider, fallback: bool, threads: int | None) -> Any:
-    """The predictor for an inference command, announced on stderr with the provider that really runs."""
-    from edgecnn.runtime.predictor import Predictor
-
-    predictor = Predictor(resolve_model(model), provider=provider.value, threads=threads, fallback=fallback)
-    spec = predictor.contract.input
-    say(
-        f"model: {predictor.path.name} ({len(predictor.labels)} classes, {spec.height}x{spec.width}); {predictor.info.describe()}"
-    )
-    return predictor
+def api_options(given: dict[str, Any], drop: Collection[str] = (), **overrides: Any) -> dict[str, Any]:
+    """A command's options (its ``locals()`` on entry) as the keywords of its one API call: choices as their
+    plain value, ``drop`` left out (options only the terminal uses), ``overrides`` for those renamed or
+    inverted."""
+    values = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items() if k not in drop}
+    return {**values, **overrides}
 
 
 # How a model edgecnn did not train takes its pixels: `adopt` (ONNX) and `export` (Keras) share these.
@@ -229,7 +201,7 @@ def adopt_options(labels: Path | None, options: dict[str, Any]) -> Any:
     Raises:
         ConfigError: A preprocessing option without --labels, or a malformed --mean, --std or --size.
     """
-    from edgecnn.conversion.preprocess import AdoptOptions
+    from edgecnn.api import AdoptOptions
     from edgecnn.core.errors import ConfigError
 
     given = {name: options[name] for name in FOREIGN_OPTIONS}

@@ -1,11 +1,11 @@
-"""How results look on a terminal: export figures, the classify summary table, per-file lines; the classify
-report's collector wired to the rows as they come."""
+"""How results look on a terminal: export figures, the classify summary table, per-file lines, the classify
+progress bar."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.markup import escape
@@ -144,31 +144,13 @@ def render_classify_summary(summary: Any) -> None:
         say("interrupted: the results file holds every finished batch; rerun with --resume to complete it")
 
 
-def both(first: Callable[[list[Any]], None], second: Callable[[list[Any]], None] | None) -> Any:
-    """One rows callback that calls ``first`` then ``second`` (when there is one)."""
-    if second is None:
-        return first
+@contextlib.contextmanager
+def progress_bar() -> Iterator[Callable[[int, int | None], None]]:
+    """A transient progress bar on stderr for classify; yields its ``on_progress(done, total)`` callback.
 
-    def call(rows: list[Any]) -> None:
-        first(rows)
-        second(rows)
-
-    return call
-
-
-def open_classify_report(path: Path, predictor: Any, resume: bool) -> Any:
-    """The classify report collector for ``--report PATH`` (checked before the run starts)."""
-    from edgecnn.reports.classify import ClassifyReport
-
-    spec = predictor.contract.input
-    return ClassifyReport(
-        path, predictor.path.name, predictor.labels, (spec.height, spec.width), resume=resume
-    )
-
-
-def classify_with_progress(
-    config: Any, predictor: Any, on_rows: Callable[[list[Any]], None] | None = None
-) -> Any:
+    The rate counts from the first call (the library makes one, ``(0, None)``, as the run starts), so the
+    decoding of the first batch is in it.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -177,8 +159,6 @@ def classify_with_progress(
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-
-    from edgecnn.apps.classify import classify_paths
 
     columns = [
         TextColumn("classifying"),
@@ -191,12 +171,12 @@ def classify_with_progress(
     ]
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("classify", total=None, rate=0.0)
-        started = time.perf_counter()  # the rate counts from the start, decoding of the first batch included
+        started: list[float] = []
 
         def update(done: int, total: int | None) -> None:
-            elapsed = time.perf_counter() - started
+            if not started:
+                started.append(time.perf_counter())
+            elapsed = time.perf_counter() - started[0]
             progress.update(task, completed=done, total=total, rate=done / elapsed if elapsed > 0 else 0.0)
 
-        return classify_paths(
-            config, predictor, on_progress=update, count_in_background=True, on_rows=on_rows
-        )
+        yield update

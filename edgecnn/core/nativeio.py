@@ -2,6 +2,11 @@
 
 Their logs bypass Python's streams; we capture them to turn a provider failure into a one-line reason and to
 keep TensorFlow's start-up chatter out of the user's terminal.
+
+Descriptors 1 and 2, ``sys.stdout``, ``sys.stderr`` and the warning filters belong to the whole process: two
+threads swapping them at once restore each other's copies (fd 2 left on a deleted temporary file, every
+later line lost). One process-wide lock makes each capture a whole unit; it is reentrant, so a capture
+inside a capture (on the same thread) still works.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
+
+_SWAP_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -21,11 +29,13 @@ def capture_native_output() -> Iterator[list[str]]:
     """Capture what native code writes to file descriptors 1 and 2, and what Python code prints or warns.
 
     ONNX Runtime reports a provider that cannot start partly from C++ (to the descriptors) and partly from
-    Python (``print`` and ``warnings``); all of it lands in the yielded list when the block ends.
+    Python (``print`` and ``warnings``); all of it lands in the yielded list when the block ends. Captures
+    in other threads wait for this one to end (what those threads write meanwhile is captured with it).
     """
     lines: list[str] = []
     py_out, py_err = io.StringIO(), io.StringIO()
     with (
+        _SWAP_LOCK,
         contextlib.redirect_stdout(py_out),
         contextlib.redirect_stderr(py_err),
         warnings.catch_warnings(record=True) as caught,

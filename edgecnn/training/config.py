@@ -16,6 +16,9 @@ from edgecnn.training.schedule import WEIGHT_DECAY
 
 #: Default epochs of the networks from scratch (a backbone's are in its table entry).
 CNN_EPOCHS = 60
+#: The networks from scratch's width and BatchNormalization momentum; a pretrained backbone has its own.
+BASE_FILTERS = 32
+BN_MOMENTUM = 0.99
 #: The default ``--arch`` where its ImageNet weights are installed (the training extra brings them).
 DEFAULT_PRETRAINED = "efficientnet-lite0"
 
@@ -54,8 +57,8 @@ class TrainConfig:
     fine_tune_epochs: int | None = None  # default per architecture (0 without pretrained weights)
     seed: int = 42
     patience: int = 10
-    base_filters: int = 32
-    bn_momentum: float = 0.99
+    base_filters: int = BASE_FILTERS  # cnn, resnet only
+    bn_momentum: float = BN_MOMENTUM  # cnn, resnet only
     depth: int | None = None  # resnet: blocks per stage (models.RESNET_DEPTH)
     max_minutes: float | None = None
     label_smoothing: float = 0.1
@@ -101,6 +104,19 @@ class TrainConfig:
             raise ConfigError(f"--fine-tune-epochs applies to {backbones}")
         if self.arch not in BACKBONES and self.weights not in ("imagenet", "none"):
             raise ConfigError(f"--weights applies to {backbones}")
+        shaping = [
+            option
+            for option, value, default in (
+                ("--base-filters", self.base_filters, BASE_FILTERS),
+                ("--bn-momentum", self.bn_momentum, BN_MOMENTUM),
+            )
+            if value != default
+        ]
+        if shaping and self.arch in BACKBONES:
+            raise ConfigError(
+                f"{' and '.join(shaping)} apply to --arch cnn and resnet only (networks from scratch); "
+                f"{self.arch} is built to its published shape"
+            )
         if self.depth is not None and self.arch != "resnet":
             raise ConfigError(f"--depth applies to --arch resnet only, got --arch {self.arch}")
         if self.depth is not None and not 1 <= self.depth <= 8:
