@@ -308,3 +308,9 @@ def test_classify_on_ray_goes_through_the_api(monkeypatch, tmp_path):
     assert refused.exit_code == 2 and "--report does not work with --ray yet" in refused.output
     no_ray = runner.invoke(app, ["classify", str(SAMPLES), "--csv"])
     assert no_ray.exit_code == 2 and "--csv goes with --ray" in no_ray.output
+
+
+def test_webcam_refuses_source_options_before_loading_the_model(tmp_path):
+    """A capture size with a video file is refused first: the (missing) model is never opened."""
+    with pytest.raises(ConfigError, match="width"):
+        edgecnn.webcam(tmp_path / "missing.onnx", source=str(SAMPLES / "shapes.mp4"), width=640)

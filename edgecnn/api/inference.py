@@ -242,11 +242,12 @@ def webcam(
         ConfigError: An unknown or bad option; SourceError: the source cannot be opened; ModelFileError,
         ContractError, ProviderError: the model cannot run.
     """
-    from edgecnn.apps.capture import open_source
+    from edgecnn.apps.capture import check_source_options, open_source
     from edgecnn.apps.webcam import WebcamConfig, run_webcam
 
     check_options(options, config_fields(WebcamConfig), "webcam")
     config = WebcamConfig(**options)
+    check_source_options(source=source, width=width, height=height, realtime=realtime)  # before the model loads
     opened, owned = open_model(model, provider, fallback, threads)
     try:
         frames = open_source(
