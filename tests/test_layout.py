@@ -141,7 +141,9 @@ def test_the_wheel_carries_the_default_model_and_the_contract_schema(tmp_path):
     (wheel,) = tmp_path.glob("edgecnn-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "edgecnn/models/shapes-cnn.int8.onnx" in names and "edgecnn/py.typed" in names
-    assert "edgecnn/reports/templates/base.html.j2" in names and "edgecnn/reports/templates/report.js" in names
+    assert (
+        "edgecnn/reports/templates/base.html.j2" in names and "edgecnn/reports/templates/report.js" in names
+    )
     assert any(n.startswith("edgecnn/core/") and n.endswith(".json") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
 

@@ -247,7 +247,9 @@ def webcam(
 
     check_options(options, config_fields(WebcamConfig), "webcam")
     config = WebcamConfig(**options)
-    check_source_options(source=source, width=width, height=height, realtime=realtime)  # before the model loads
+    check_source_options(
+        source=source, width=width, height=height, realtime=realtime
+    )  # before the model loads
     opened, owned = open_model(model, provider, fallback, threads)
     try:
         frames = open_source(
