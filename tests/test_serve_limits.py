@@ -132,7 +132,8 @@ def test_listening_beyond_loopback_without_a_key_is_warned_about(caplog):
     assert any("with no API key" in line for line in lines)
 
 
-def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_under_load_finishes_in_flight_requests_and_exits_0(tmp_path, stop_signal):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "edgecnn", "serve", f"shapes={FP32}", "--port", "0", "--provider", "cpu"]
     command += ["--threads", "1", "--max-delay-ms", "20", "--queue-size", "8"]
@@ -174,7 +175,7 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(tmp_path):
             t.start()
         time.sleep(1.0)
         stopped_at[0] = time.monotonic()
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)
         code = process.wait(TIMEOUT)
         for t in threads:
             t.join(TIMEOUT)
