@@ -96,7 +96,7 @@ def _rate(step: Any, duration_s: float) -> float:
 def serve_cmd(name: str, model: Path, port: int) -> list[str]:
     edgecnn = str(Path(sys.executable).with_name("edgecnn"))
     options = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()]
-    return [edgecnn, "serve", f"{name}={model}", "--port", str(port), "--provider", "cpu", *options]
+    return [edgecnn, "serve", f"{name}={model}", f"--port={port}", "--provider=cpu", *options]
 
 
 def input_names(base: str, name: str) -> tuple[str, str, str]:
