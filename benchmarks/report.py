@@ -531,7 +531,8 @@ def serving_section() -> str:
         "baseline is the same photos decoded in worker threads and classified by `Model.predict` in batches, "
         "in-process, on the same cores, never at the same time as the server. Server settings: "
         f"`--max-batch {st['max_batch']} --max-delay-ms {st['max_delay_ms']} --queue-size {st['queue_size']} "
-        f"--workers {st['workers']} --threads {st['threads']} --provider cpu`; in-process: "
+        f"--workers {st['workers']} --threads {st['threads']} --provider cpu` (started through "
+        f"`{r.get('server_started_by', 'edgecnn serve')}`); in-process: "
         f"{st['workers']} decode threads, {st['threads']} ONNX Runtime threads, batches of {st['max_batch']}. "
         f"CPU: {m['cpu']}, {m['usable_cores']} cores shared by server and client, int8-relevant instructions: "
         f'{flags}. "gen. CPU" is the load generator\'s own CPU time over wall time, in cores.\n',
@@ -549,8 +550,9 @@ def serving_section() -> str:
         ]
         for route, runs in part["server"].items():
             for c, x in runs.items():
+                ips = f"{x['images_per_s']:,.0f}" if x["images_per_s"] else "-"  # health carries no image
                 lines.append(
-                    f"| {route} | {c} | {x['images_per_s']:,.0f} | {x['requests_per_s']:,.0f} | {x['p50_ms']} | "
+                    f"| {route} | {c} | {ips} | {x['requests_per_s']:,.0f} | {x['p50_ms']} | "
                     f"{x['p95_ms']} | {x['p99_ms']} | {x['errors']} | {x['generator_cpu_cores']:.2f} |"
                 )
         lines.append("")
@@ -572,9 +574,11 @@ def serving_section() -> str:
             us = part["us_per_request_at_64"]
             lines.append(
                 f"At concurrency 64 the server reaches {part['ratio_at_64']:.2f}x the in-process images/s. Where the "
-                "time goes, microseconds of server and client time per request at concurrency 64: "
+                "time goes, microseconds of wall time per request at concurrency 64 (server and client together on "
+                "the same cores): "
                 + ", ".join(f"{k} {v:,.0f}" for k, v in us.items() if v is not None)
-                + " (health: HTTP alone; infer_tensor adds parsing, batching and the model; infer_bytes adds "
+                + " (health: HTTP alone, with the generator itself taking about one of the two cores, so an upper "
+                "bound on the server's share; infer_tensor adds parsing, batching and the model; infer_bytes adds "
                 "decoding the photo).\n"
             )
     lines.append(provenance(r) + "\n")
