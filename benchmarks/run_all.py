@@ -4,8 +4,8 @@ Runs, in order: training throughput (pipeline against the seeds' way), int8 expo
 webcam stage costs, and `edgecnn benchmark` rows, all against the CNN's cats_dogs run in runs/cats_dogs-cnn
 (trained by `python benchmarks/train_accuracy.py ../shared/datasets/cats_dogs --out runs/cats_dogs-cnn -- --arch
 cnn` if missing, which takes about 28 minutes and is not part of the 20-minute suite); then the shipped ImageNet
-model on the cats_dogs photos. Pass --with-training to include the default training runs (EfficientNet-Lite0 on
-cats_dogs and horse_or_human) and the CNN's.
+model on the cats_dogs photos, and `edgecnn serve` under load (about 4 minutes). Pass --with-training to include
+the default training runs (EfficientNet-Lite0 on cats_dogs and horse_or_human) and the CNN's.
 
     python benchmarks/run_all.py [--with-training] [--only NAME ...]
 """
@@ -29,6 +29,7 @@ STEPS = {
     "benchmark_cli": [PY, "benchmarks/benchmark_cli.py"],
     "imagenet_default": [PY, "benchmarks/imagenet_default.py"],
     "int8_cpu": [PY, "benchmarks/int8_cpu.py"],
+    "serve_load": [PY, "benchmarks/serve_load.py"],
 }
 TRAINING = {
     "train_cats_dogs": [
