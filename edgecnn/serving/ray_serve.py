@@ -107,11 +107,12 @@ class RayServeOptions:
 
 def import_serve() -> Any:
     """Ray Serve's module, or a ``DependencyError`` saying how to install it."""
+    import importlib
+
     try:
-        from ray import serve
+        return importlib.import_module("ray.serve")
     except ImportError:
         raise DependencyError(INSTALL_HINT) from None
-    return serve
 
 
 class ReplicaRunner:
