@@ -1,7 +1,7 @@
 """edgecnn: from a folder of labelled photos to a small, fast ONNX image classifier at the edge.
 
-The public Python API (``load``, ``classify``, ``evaluate``, ``export``, ``adopt``, ``train``, ``webcam``, ``Model``,
-``Prediction``) is reached lazily: ``import edgecnn`` pulls in neither TensorFlow, ONNX Runtime nor OpenCV, and ``edgecnn.load``
+The public Python API (``load``, ``classify``, ``evaluate``, ``export``, ``adopt``, ``train``, ``webcam``,
+``serve``, ``Model``, ``Prediction``) is reached lazily: ``import edgecnn`` pulls in neither TensorFlow, ONNX Runtime nor OpenCV, and ``edgecnn.load``
 never imports TensorFlow. See docs/API.md.
 """
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         evaluate,
         export,
         load,
+        serve,
         train,
         webcam,
     )
@@ -48,6 +49,7 @@ __all__ = [
     "evaluate",
     "export",
     "load",
+    "serve",
     "train",
     "webcam",
 ]
@@ -64,6 +66,7 @@ _API = {
     "evaluate",
     "export",
     "load",
+    "serve",
     "train",
     "webcam",
 }

@@ -19,6 +19,7 @@ from edgecnn.api.inference import (
     webcam,
     webcam_summary_text,
 )
+from edgecnn.api.serving import serve
 from edgecnn.runtime.model import Model, Prediction, load
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "export",
     "load",
     "load_for_evaluation",
+    "serve",
     "train",
     "webcam",
     "webcam_summary_text",
