@@ -266,3 +266,25 @@ def test_a_port_in_use_is_refused_before_ray_starts(monkeypatch):
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
             ray_serve.RayServer(config, RayServeOptions())
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--replicas", "2"], "--replicas and --autoscale go with --ray"),
+        (["--autoscale", "1-2"], "--replicas and --autoscale go with --ray"),
+        (["--ray", "local", "--autoscale", "3-1"], "the minimum must be at least 1 and at most the maximum"),
+        (["--ray", "local", "--autoscale", "two"], "autoscale must be MIN-MAX"),
+        (["--ray", "local", "--replicas", "2", "--autoscale", "1-2"], "either replicas or autoscale"),
+        (["--ray", "local", "--replicas", "0"], "replicas must be at least 1, got 0"),
+    ],
+)
+def test_the_command_refuses_ray_options_that_cannot_work_before_anything_starts(args, message):
+    from typer.testing import CliRunner
+
+    from edgecnn.cli import app
+
+    result = CliRunner().invoke(app, ["serve", str(MODEL), "--port", "0", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
