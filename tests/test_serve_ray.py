@@ -107,17 +107,17 @@ def test_triton_client_health_metadata_and_infer_equal_in_process_predict(server
     labels = [bytes(label).decode() for label in result.as_numpy("labels")[:, 0]]
     assert labels == [model.labels[i] for i in expected[:3].argmax(axis=1)]
     # The same errors as the in-process server: a JSON 4xx naming the fault, and the next request served.
-    status, body = post(server, f"/v2/models/{NAME}/infer", b"{not json")
+    status, body = post(server.port, f"/v2/models/{NAME}/infer", b"{not json")
     assert status == 400 and b"not valid JSON" in body
-    status, body = post(server, "/v2/models/nope/infer", b"{}")
+    status, body = post(server.port, "/v2/models/nope/infer", b"{}")
     assert status == 404 and b"'nope' is not served here" in body
-    assert post(server, f"/v2/models/{NAME}/classify", png(images[0]))[0] == 200
-    status, body = get(server, "/metrics")
+    assert post(server.port, f"/v2/models/{NAME}/classify", png(images[0]))[0] == 200
+    status, body = get(server.port, "/metrics")
     assert status == 200 and b"edgecnn_batch_size_bucket" in body and b"edgecnn_requests_total" in body
 
 
-def post(server, path: str, body: bytes, timeout: float = 30) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+def post(port: int, path: str, body: bytes, timeout: float = 30) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("POST", path, body=body)
         response = connection.getresponse()
@@ -126,8 +126,8 @@ def post(server, path: str, body: bytes, timeout: float = 30) -> tuple[int, byte
         connection.close()
 
 
-def get(server, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+def get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -167,7 +167,7 @@ def test_a_replica_killed_under_load_the_requests_after_it_are_served(server, mo
         while not stop.is_set():
             sent = time.monotonic()
             try:
-                status: int | str = post(server, path, body, timeout=20)[0]
+                status: int | str = post(server.port, path, body, timeout=20)[0]
             except (OSError, http.client.HTTPException) as exc:
                 status = type(exc).__name__
             done.append((sent, time.monotonic(), status))
@@ -191,7 +191,7 @@ def test_a_replica_killed_under_load_the_requests_after_it_are_served(server, mo
     before = Counter(status for _, answered, status in done if answered < killed_at)
     in_flight = Counter(status for sent, answered, status in done if sent < killed_at <= answered)
     after = Counter(status for sent, _, status in done if sent >= killed_at)
-    recovered = Counter(post(server, path, body)[0] for _ in range(40))
+    recovered = Counter(post(server.port, path, body)[0] for _ in range(40))
     print(f"\nreplica killed under load: before {dict(before)}, in flight {dict(in_flight)}, "
           f"sent after {dict(after)}, once replaced {dict(recovered)}")  # fmt: skip
     assert before[200] > 0 and set(before) == {200}
@@ -288,3 +288,44 @@ def test_the_command_refuses_ray_options_that_cannot_work_before_anything_starts
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+@needs_ray
+def test_the_command_serves_on_ray_until_sigterm_then_exits_0(tmp_path):
+    import signal
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from edgecnn.cli import app; sys.exit(app())",
+        "serve",
+        f"{NAME}={MODEL}",
+        "--ray",
+        "local",
+        "--port",
+        str(port),
+    ]
+    log = (tmp_path / "serve.log").open("w")
+    child = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert child.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            try:
+                if get(port, "/v2/health/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert get(port, f"/v2/models/{NAME}")[0] == 200
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(60) == 0, (tmp_path / "serve.log").read_text()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        log.close()
+    assert "through Ray Serve (1 replica" in (tmp_path / "serve.log").read_text()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ import numpy as np
 
 from edgecnn.core.decode import default_workers
 from edgecnn.core.errors import ConfigError, DependencyError, EdgecnnError
-from edgecnn.core.interrupts import terminate_as_interrupt
+from edgecnn.core.interrupts import SIGNALS
 from edgecnn.runtime.model import Model
 from edgecnn.serving.app import ServingState, build_app
 from edgecnn.serving.batcher import Runner, Slot
@@ -249,6 +250,9 @@ class RayServer:
         self.port: int = probe.getsockname()[1]
         probe.close()
         self._connected = False
+        self._stopping = threading.Event()
+        self._catching = False
+        self._previous: dict[int, Any] = {}
 
     @property
     def url(self) -> str:
@@ -269,6 +273,7 @@ class RayServer:
 
         serve, config = self.serve, self.config
         self._connected = connect(ray, self.options.address, num_cpus=self.options.num_cpus)
+        self._catch_signals()
         try:
             serve.start(
                 http_options={"host": config.host, "port": self.port},
@@ -321,15 +326,31 @@ class RayServer:
                 self._connected = False
 
     def run(self) -> None:
-        """``start``, serve until SIGTERM or Ctrl-C, then ``stop``."""
-        self.start()
+        """``start``, serve until SIGTERM or Ctrl-C, then ``stop``. A signal during the start stops the
+        server once the deployment is whole; a second one while stopping is ignored (the replicas are
+        finishing what they hold)."""
+        self._catching = threading.current_thread() is threading.main_thread()
+        self._catch_signals()
         try:
-            with terminate_as_interrupt():
-                threading.Event().wait()
-        except KeyboardInterrupt:
+            self.start()
+            self._stopping.wait()
             logger.info("stopping: the replicas finish the requests they hold")
         finally:
-            self.stop()
+            try:
+                self.stop()
+            finally:
+                for sig, handler in self._previous.items():
+                    signal.signal(sig, handler)
+                self._previous.clear()
+
+    def _catch_signals(self) -> None:
+        """SIGINT and SIGTERM set ``_stopping`` (in ``run``, on the main thread). Joining Ray installs its own
+        SIGTERM handler, so ``start`` calls this again right after."""
+        if not self._catching:
+            return
+        for sig in SIGNALS:
+            previous = signal.signal(sig, lambda *_: self._stopping.set())
+            self._previous.setdefault(sig, previous)
 
 
 def serve_on_ray(config: ServeConfig, options: RayServeOptions) -> None:
