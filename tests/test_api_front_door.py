@@ -27,6 +27,7 @@ BEHIND_THE_API = (
     "edgecnn.conversion",
     "edgecnn.runtime",
     "edgecnn.reports",
+    "edgecnn.serving",
 )
 runner = CliRunner()
 
@@ -162,6 +163,7 @@ def test_export_command_goes_through_the_api(monkeypatch, tmp_path):
     [
         ("evaluate", ["evaluate", str(SHAPES), str(SAMPLES), "--provider", "cpu", "--workers", "2"]),
         ("adopt", ["adopt", str(SHAPES), "--labels", "labels.txt", "--preset", "raw", "--fit", "letterbox"]),
+        ("serve", ["serve", f"shapes={SHAPES}", "--port", "0", "--max-batch", "4", "--provider", "cpu"]),
     ],
 )
 def test_other_commands_go_through_the_api(monkeypatch, name, args):

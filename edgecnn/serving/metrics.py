@@ -61,5 +61,15 @@ class ServeMetrics:
         self.inference.labels(model).observe(seconds)
         self.images.labels(model).inc(size)
 
+    def answered(self) -> dict[str, int]:
+        """Requests answered so far by status code, over every route."""
+        counts: dict[str, int] = {}
+        for metric in self.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    code = sample.labels["code"]
+                    counts[code] = counts.get(code, 0) + int(sample.value)
+        return counts
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

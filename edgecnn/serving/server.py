@@ -4,6 +4,7 @@ accepting, finish the requests in flight, run what the batchers hold, and return
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -43,6 +44,16 @@ class _Uvicorn(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Stop accepting first, then let the connections already accepted read what their clients sent:
+        # a request that has arrived starts (and is finished) before uvicorn closes the idle connections.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        await asyncio.sleep(0.05)
+        await super().shutdown(sockets)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -109,6 +120,8 @@ class Server:
         yield
         self.registry.close()  # after uvicorn has finished the requests in flight
         self._pool.shutdown(wait=True)
+        answered = ", ".join(f"{code}: {n}" for code, n in sorted(self.metrics.answered().items()))
+        logger.info(f"stopped; requests answered by status: {answered or 'none'}")
 
     def _fail(self, exc: Any) -> None:
         self._uvicorn.should_exit = True
