@@ -10,7 +10,13 @@ from edgecnn.api.options import PathLike, check_options, config_fields
 from edgecnn.core.errors import ConfigError
 
 
-def serve(models: PathLike | Sequence[PathLike] | None = None, **options: Any) -> None:
+def serve(
+    models: PathLike | Sequence[PathLike] | None = None,
+    ray: str | None = None,
+    replicas: int | None = None,
+    autoscale: str | tuple[int, int] | None = None,
+    **options: Any,
+) -> None:
     """Serve models over HTTP until SIGTERM or Ctrl-C (``edgecnn serve``); then finish the requests in
     flight and return.
 
@@ -20,10 +26,14 @@ def serve(models: PathLike | Sequence[PathLike] | None = None, **options: Any) -
         **options: Any field of ``ServeConfig``: ``host`` (127.0.0.1), ``port`` (8000), ``max_batch``,
             ``max_delay_ms``, ``queue_size``, ``api_key`` (default ``$EDGECNN_API_KEY``), ``provider``,
             ``fallback``, ``threads``, ``workers``, ``max_body_mb``.
+        ray: Run the same application on Ray Serve: ``local`` (a Ray of this machine), ``auto`` (the
+            running cluster) or ``HOST:PORT``; None: one process on this machine.
+        replicas, autoscale: With ``ray``: a fixed number of replicas, or ``"MIN-MAX"`` (or a pair) for
+            Ray Serve's autoscaling between them.
 
     Raises:
         ConfigError: An unknown option, a bad value, or an address it cannot listen on; ModelFileError,
-        ContractError, ProviderError: a model cannot run. All are raised before the server answers, but a
+        ContractError, ProviderError: a model cannot run; DependencyError: ``ray`` without Ray Serve. All are raised before the server answers, but a
         model's load failure (after health checks start answering) stops the server and is raised then.
     """
     from edgecnn.serving.config import API_KEY_ENV, ServeConfig, parse_model
@@ -37,4 +47,12 @@ def serve(models: PathLike | Sequence[PathLike] | None = None, **options: Any) -
     if options.get("api_key") is None:
         options["api_key"] = os.environ.get(API_KEY_ENV) or None
     config = ServeConfig(models=tuple(parse_model(m) for m in items), **options)
-    Server(config).run()
+    if ray is None:
+        if replicas is not None or autoscale is not None:
+            raise ConfigError("--replicas and --autoscale go with --ray")
+        Server(config).run()
+        return
+    from edgecnn.serving.ray_serve import RayServeOptions, parse_autoscale, serve_on_ray
+
+    scale = parse_autoscale(autoscale) if isinstance(autoscale, str) else autoscale
+    serve_on_ray(config, RayServeOptions(address=ray, replicas=replicas, autoscale=scale))

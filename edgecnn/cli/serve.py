@@ -53,6 +53,23 @@ def serve(
     threads: ThreadsOption = None,
     workers: WorkersOption = None,
     max_body_mb: Annotated[float, typer.Option(help="The largest request body (MB); larger: 413.")] = 16.0,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run on Ray Serve: auto (the running cluster), local (start one on this machine) or "
+            "HOST:PORT; the same routes, batching through Ray Serve's (docs/SERVE.md).",
+        ),
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(help="With --ray: replicas, each holding the models [default: 1].", show_default=False),
+    ] = None,
+    autoscale: Annotated[
+        str | None,
+        typer.Option(metavar="MIN-MAX", help="With --ray: let Ray Serve scale between MIN and MAX replicas."),
+    ] = None,
 ) -> None:
     """Serve models over HTTP (Open Inference Protocol, as Triton and KServe): dynamic batching, health,
     Prometheus /metrics; SIGTERM or Ctrl-C finishes the requests in flight and exits 0 (docs/SERVE.md)."""

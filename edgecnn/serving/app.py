@@ -129,7 +129,7 @@ def build_app(state: ServingState) -> Starlette:
             prepared = await state.run(
                 prepare_infer, body, request.headers.get(HEADER_LENGTH), model, batcher.max_batch
             )
-            probs = await asyncio.wrap_future(batcher.submit(slot, prepared.images))
+            probs = await batcher.run(slot, prepared.images)
         content, header = encode_infer_response(name, prepared.request.id, prepared.outputs(model, probs))
         if header is None:
             return Response(content, media_type=JSON_TYPE)
@@ -144,7 +144,7 @@ def build_app(state: ServingState) -> Starlette:
         data, filename = await read_upload(request.headers, body, state.config.max_body_bytes)
         with batcher.admit() as slot:
             images = await state.run(decode_images, [data], model.contract.input)
-            probs = await asyncio.wrap_future(batcher.submit(slot, images))
+            probs = await batcher.run(slot, images)
         top = model.predictor.top_k(np.asarray(probs), top_k)[0]
         row = Row(filename, "ok", label=top[0][0], confidence=top[0][1], top_k=top)
         return JSONResponse(row.to_dict())

@@ -9,13 +9,16 @@ request already handed over, and ends the thread.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -39,20 +42,33 @@ class _Job:
 class Slot:
     """A request's place in a model's queue; released when the request ends, whatever happened."""
 
-    def __init__(self, batcher: Batcher) -> None:
-        self._batcher = batcher
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
         self._held = True
 
     def release(self) -> None:
         if self._held:
             self._held = False
-            self._batcher._release()
+            self._release()
 
     def __enter__(self) -> Slot:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class Runner(Protocol):
+    """What the routes run a model through: this module's ``Batcher`` in one process, a Ray Serve replica's
+    batch queue under ``serve --ray`` (serving.ray_serve)."""
+
+    max_batch: int
+
+    def admit(self) -> AbstractContextManager[Slot]: ...
+
+    async def run(self, slot: Slot, images: np.ndarray) -> np.ndarray: ...
+
+    def close(self, timeout: float | None = None) -> None: ...
 
 
 class Batcher:
@@ -106,7 +122,7 @@ class Batcher:
             self._held += 1
             held = self._held
         self._on_depth(held)
-        return Slot(self)
+        return Slot(self._release)
 
     def _release(self) -> None:
         with self._lock:
@@ -124,6 +140,10 @@ class Batcher:
             self._jobs.append(_Job(images, future))
             self._lock.notify()
         return future
+
+    async def run(self, slot: Slot, images: np.ndarray) -> np.ndarray:
+        """``submit``, awaited: the probabilities of an admitted request's images."""
+        return await asyncio.wrap_future(self.submit(slot, images))
 
     def close(self, timeout: float | None = None) -> None:
         """Refuse new requests, run those already handed over, stop the thread."""

@@ -15,7 +15,7 @@ from edgecnn.core.errors import EdgecnnError, ModelFileError
 from edgecnn.runtime.model import Model, load
 from edgecnn.runtime.predictor import check_model_file
 from edgecnn.runtime.providers import PROVIDER_CHOICES
-from edgecnn.serving.batcher import Batcher
+from edgecnn.serving.batcher import Batcher, Runner
 from edgecnn.serving.config import ModelSource, ServeConfig
 from edgecnn.serving.errors import NotFound, NotReady
 from edgecnn.serving.metrics import ServeMetrics
@@ -30,7 +30,7 @@ class ServedModel:
     source: ModelSource
     path: Path
     model: Model | None = None
-    batcher: Batcher | None = None
+    batcher: Runner | None = None
     ready: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -84,7 +84,7 @@ class Registry:
             raise NotFound(f"{what} is not served here; models: {', '.join(sorted(self.models))} (version 1)")
         return served
 
-    def ready_model(self, name: str, version: str | None = None) -> tuple[Model, Batcher]:
+    def ready_model(self, name: str, version: str | None = None) -> tuple[Model, Runner]:
         """The loaded model and its batcher (``NotReady`` while it loads)."""
         served = self.get(name, version)
         if served.model is None or served.batcher is None or not served.ready.is_set():
@@ -117,15 +117,7 @@ class Registry:
         seconds = time.perf_counter() - started
         name = served.name
         served.model = model
-        served.batcher = Batcher(
-            name,
-            model.predictor,
-            max_batch=config.max_batch,
-            max_delay=config.max_delay_ms / 1000,
-            queue_size=config.queue_size,
-            on_batch=lambda n, s: self.metrics.observe_batch(name, n, s),
-            on_depth=self.metrics.queue_depth.labels(name).set,
-        )
+        served.batcher = self.make_runner(name, model)
         self.metrics.load_seconds.labels(name).set(seconds)
         self.metrics.queue_depth.labels(name).set(0)
         spec = model.contract.input
@@ -134,6 +126,19 @@ class Registry:
             f"loaded and warmed up in {seconds:.2f} s; {model.predictor.info.describe()}"
         )
         served.ready.set()
+
+    def make_runner(self, name: str, model: Model) -> Runner:
+        """What runs ``model``'s requests: a ``Batcher`` here; Ray Serve's batching under ``serve --ray``."""
+        config = self.config
+        return Batcher(
+            name,
+            model.predictor,
+            max_batch=config.max_batch,
+            max_delay=config.max_delay_ms / 1000,
+            queue_size=config.queue_size,
+            on_batch=lambda n, s: self.metrics.observe_batch(name, n, s),
+            on_depth=self.metrics.queue_depth.labels(name).set,
+        )
 
     def close(self) -> None:
         """Run what each batcher holds, stop it, release the sessions."""
