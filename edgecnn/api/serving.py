@@ -22,9 +22,13 @@ def serve(models: PathLike | Sequence[PathLike] | None = None, **options: Any) -
             ``fallback``, ``threads``, ``workers``, ``max_body_mb``.
 
     Raises:
-        ConfigError: An unknown option, a bad value, or an address it cannot listen on; ModelFileError,
-        ContractError, ProviderError: a model cannot run. All are raised before the server answers, but a
-        model's load failure (after health checks start answering) stops the server and is raised then.
+        ConfigError: An unknown option, a bad value, or an address it cannot listen on.
+        ModelFileError: A model file cannot be read.
+        ContractError: A model has no usable edgecnn contract.
+        ProviderError: A model cannot run on the requested provider.
+
+    All are raised before the server answers, except a model's load failure after health checks start
+    answering: that stops the server and is raised then.
     """
     from edgecnn.serving.config import API_KEY_ENV, ServeConfig, parse_model
     from edgecnn.serving.server import Server
