@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint format demo models imagenet-model samples bench stress clean
+.PHONY: install test lint format docs docs-serve demo models imagenet-model samples bench stress clean
 
 install: $(STAMP)
 
@@ -14,8 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
 	@touch $(STAMP)
 
+# The documentation site first (a few seconds): a broken link or a missing page fails the run.
 test: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q
+
+# The documentation site into site/ (open site/index.html through `make docs-serve`).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 lint: install
 	$(BIN)/ruff check edgecnn tests benchmarks
@@ -28,7 +37,7 @@ format: install
 	$(BIN)/ruff check --fix edgecnn tests benchmarks
 
 clean:
-	rm -rf runs demo .pytest_cache .ruff_cache .mypy_cache
+	rm -rf runs demo site .pytest_cache .ruff_cache .mypy_cache
 
 demo: install
 	$(BIN)/edgecnn demo

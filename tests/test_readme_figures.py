@@ -43,3 +43,47 @@ def test_readme_prediction_figures_are_what_the_shipped_model_prints(model_file,
     printed_label, printed_figure = re.fullmatch(r"(.+) \(([\d.]+)\)", printed).groups()
     assert label == printed_label
     assert abs(float(figure) - float(printed_figure)) <= OUTPUT_STEP + 0.0005  # + the 3-decimal rounding
+
+
+#: How a result file's number is written in the README's figures table.
+UNIT = re.compile(r"(\d+(?:\.\d+)?) ?(%|x\b|ms\b|MB\b|min\b)")
+
+
+def renderings(value: float) -> set[str]:
+    """Every way the figures table may write one number of a result file."""
+    shown = {f"{value:.2f}x", f"{value:.1f} ms", f"{value / 1e6:.1f} MB", f"{value / 60:.1f} min"}
+    if 0 <= value <= 1:
+        shown |= {f"{value * 100:.1f}%", f"{value * 100:.0f}%"}
+    return shown
+
+
+def figure_rows() -> list[tuple[str, str]]:
+    """(figure cell, result file name) for each row of the README's "What it gets" table."""
+    section = README.split("## What it gets", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
+    return [(cells[1].strip(), cells[2].strip().strip("`")) for cells in rows[1:]]
+
+
+def test_the_readme_quotes_figures_with_their_result_files():
+    rows = figure_rows()
+    assert len(rows) >= 2
+    assert any("%" in figure for figure, _ in rows) and any("x)" in figure for figure, _ in rows)
+
+
+@pytest.mark.parametrize(("figure", "source"), figure_rows())
+def test_readme_figures_come_from_the_result_files(figure, source):
+    import json
+
+    result = json.loads((REPO / "benchmarks" / "results" / source).read_text(encoding="utf-8"))
+    shown = set().union(*(renderings(v) for v in result.values() if isinstance(v, (int, float))))
+    quoted = [
+        f"{number}{' ' if unit in ('ms', 'MB', 'min') else ''}{unit}" for number, unit in UNIT.findall(figure)
+    ]
+    assert quoted, f"no figure in {figure!r}"
+    for text in quoted:
+        assert text in shown, f"README quotes {text} from {source}, which holds no such figure"
+
+
+def test_a_figure_not_in_the_result_file_is_caught():
+    assert "1.92x" in renderings(1.922) and "99.1%" in renderings(0.991) and "7.0 min" in renderings(419.4)
+    assert "2.00x" not in renderings(1.922) and "99.2%" not in renderings(0.991)

@@ -228,8 +228,11 @@ def webcam(
         model: An edgecnn .onnx path or a ``Model``; None: the shipped default model.
         camera: Camera index, when there is no ``source``.
         source: A video file, an image sequence pattern (``img_%04d.png``) or a stream URL.
-        provider, fallback, threads: As for ``load`` (a path ``model`` only).
-        width, height: Capture size to request from a camera.
+        provider: As for ``load`` (a path ``model`` only).
+        fallback: As for ``load`` (a path ``model`` only).
+        threads: As for ``load`` (a path ``model`` only).
+        width: Capture width to request from a camera.
+        height: Capture height to request from a camera.
         realtime: Pace a file like a live source [default: live sources live, files every frame in order].
         retries: Reconnection attempts when a live source stops delivering.
         **options: Any field of ``WebcamConfig`` (``crop``, ``top_k``, ``every``, ``smooth``, ``display``,

@@ -28,13 +28,18 @@ def serve(
             ``fallback``, ``threads``, ``workers``, ``max_body_mb``.
         ray: Run the same application on Ray Serve: ``local`` (a Ray of this machine), ``auto`` (the
             running cluster) or ``HOST:PORT``; None: one process on this machine.
-        replicas, autoscale: With ``ray``: a fixed number of replicas, or ``"MIN-MAX"`` (or a pair) for
-            Ray Serve's autoscaling between them.
+        replicas: With ``ray``: a fixed number of replicas.
+        autoscale: With ``ray``: ``"MIN-MAX"`` (or a pair), Ray Serve's autoscaling between them.
 
     Raises:
-        ConfigError: An unknown option, a bad value, or an address it cannot listen on; ModelFileError,
-        ContractError, ProviderError: a model cannot run; DependencyError: ``ray`` without Ray Serve. All are raised before the server answers, but a
-        model's load failure (after health checks start answering) stops the server and is raised then.
+        ConfigError: An unknown option, a bad value, or an address it cannot listen on.
+        ModelFileError: A model file cannot be read.
+        ContractError: A model has no usable edgecnn contract.
+        ProviderError: A model cannot run on the requested provider.
+        DependencyError: ``ray`` is given and Ray Serve is not installed.
+
+    All are raised before the server answers, except a model's load failure after health checks start
+    answering: that stops the server and is raised then.
     """
     from edgecnn.serving.config import API_KEY_ENV, ServeConfig, parse_model
     from edgecnn.serving.server import Server
