@@ -243,3 +243,20 @@ def test_a_model_failure_reaches_the_requests_and_the_thread_goes_on():
     with batcher.admit() as slot:
         assert batcher.submit(slot, np.ones((1, 2), np.float32)).result(timeout=5).tolist() == [[2.0]]
     batcher.close(timeout=5)
+
+
+def test_every_model_series_is_there_before_its_first_request():
+    """A replica that has not run a batch yet still shows each model's series (at zero) on /metrics."""
+    from edgecnn.serving.metrics import ServeMetrics
+
+    metrics = ServeMetrics()
+    assert b'model="shapes"' not in metrics.render()
+    metrics.add_model("shapes")
+    text = metrics.render().decode()
+    for line in (
+        'edgecnn_batch_size_count{model="shapes"} 0.0',
+        'edgecnn_inference_seconds_count{model="shapes"} 0.0',
+        'edgecnn_images_total{model="shapes"} 0.0',
+        'edgecnn_queue_depth{model="shapes"} 0.0',
+    ):
+        assert line in text, line

@@ -50,6 +50,14 @@ class ServeMetrics:
         )
         self.images = Counter("edgecnn_images", "Images classified per model", ["model"], registry=r)
 
+    def add_model(self, name: str) -> None:
+        """Every per-model series from the start, at zero: a scrape shows each model (on each replica) before
+        its first request, and rates have a starting point."""
+        self.queue_depth.labels(name).set(0)
+        self.batch_size.labels(name)
+        self.inference.labels(name)
+        self.images.labels(name)
+
     def observe_request(self, route: str, code: int, seconds: float, kind: str | None = None) -> None:
         self.requests.labels(route, str(code)).inc()
         self.latency.labels(route).observe(seconds)

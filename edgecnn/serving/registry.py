@@ -119,7 +119,7 @@ class Registry:
         served.model = model
         served.batcher = self.make_runner(name, model)
         self.metrics.load_seconds.labels(name).set(seconds)
-        self.metrics.queue_depth.labels(name).set(0)
+        self.metrics.add_model(name)
         spec = model.contract.input
         logger.info(
             f"model {name}: {served.path.name} ({len(model.labels)} classes, {spec.height}x{spec.width}), "
