@@ -52,7 +52,7 @@ RUN_COMMANDS = {
         'classify --model "$HERE/{model}"',
     ),
     "run-webcam.sh": (
-        "Classify a camera, a video file or a stream: ./run-webcam.sh [--source 0] [--no-display]",
+        "Classify a camera, a video file or a stream: ./run-webcam.sh [--camera 0] [--no-display]",
         'webcam --model "$HERE/{model}"',
     ),
     "run-serve.sh": (
@@ -79,7 +79,7 @@ Copy the folder (or the .tar.gz) to the board, then:
   tar xzf {title}.tar.gz && cd {title}
   ./install.sh                    # no network needed
   ./run-classify.sh photos/ -o results.csv
-  ./run-webcam.sh --source 0 --no-display
+  ./run-webcam.sh --camera 0 --no-display
   ./run-serve.sh --host 0.0.0.0 --port 8000
 
 Requirements on the board: Linux {machine} with glibc 2.28 or newer (Raspberry Pi OS and Debian bookworm,
