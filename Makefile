@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint format docs docs-serve demo models imagenet-model samples bench stress clean
+.PHONY: install test lint format docs docs-serve demo models imagenet-model samples bench stress clean deploy-check deploy-check-arm64
 
 install: $(STAMP)
 
@@ -58,3 +58,11 @@ bench: install
 
 stress: install
 	$(BIN)/python -m pytest -q -m stress -p no:cacheprovider
+
+# The bundles' proofs (docs/deploy.md): downloads from the package index, an x86_64 bundle in a fresh venv and
+# an aarch64 one under qemu-user with Debian's arm64 Python (cached under ~/.cache/edgecnn).
+deploy-check: install
+	$(BIN)/python -m pytest -q -m deploy -p no:cacheprovider -s
+
+deploy-check-arm64: install
+	$(BIN)/python -m pytest -q -m deploy -p no:cacheprovider -s -k aarch64 tests/test_deploy_linux_proof.py

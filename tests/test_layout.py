@@ -107,7 +107,9 @@ def test_packaged_subpackages_match_the_folders():
     import tomllib
 
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    on_disk = {"edgecnn"} | {"edgecnn." + p.parent.name for p in (ROOT / "edgecnn").glob("*/__init__.py")}
+    on_disk = {"edgecnn"} | {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "edgecnn").glob("*/**/__init__.py")
+    }
     # edgecnn.reports.templates holds data only; listing it keeps setuptools from warning on every install
     assert listed == on_disk | {"edgecnn.models", "edgecnn.reports.templates"}
 

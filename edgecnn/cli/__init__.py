@@ -10,6 +10,7 @@ from edgecnn.cli import export  # noqa: F401  export
 from edgecnn.cli import adopt  # noqa: F401  adopt
 from edgecnn.cli import inference  # noqa: F401  info, classify, webcam
 from edgecnn.cli import serve  # noqa: F401  serve
+from edgecnn.cli import bundle  # noqa: F401  bundle
 from edgecnn.cli import tools  # noqa: F401  demo, benchmark, doctor
 
 __all__ = ["app"]
