@@ -26,17 +26,10 @@ __all__ = ["DEFAULT_PYTHONS", "TARGETS", "BundleSummary", "build_bundle"]
 
 
 def _web_bundle(model: Path, out_dir: Path, force: bool) -> BundleSummary:
-    try:
-        from edgecnn.tools.deploy.web import build_web_bundle  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise ConfigError(
-            "--target web is not available in this version of edgecnn; choose a linux target"
-        ) from None
-    made: Any = build_web_bundle(model, out_dir, force=force)
-    if isinstance(made, BundleSummary):
-        return made
-    path = Path(made["path"] if isinstance(made, dict) else made.path)
-    return summarize(path, None)
+    from edgecnn.tools.deploy.web import build_web_bundle
+
+    made = build_web_bundle(model, out_dir, force=force)
+    return summarize(Path(made.path), None)
 
 
 def build_bundle(
