@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from edgecnn.core.errors import ConfigError
 from edgecnn.tools.deploy.linux import (
