@@ -122,3 +122,26 @@ def lite_state(arch, seed=0, include_top=False):
             value = rng.normal(0, np.sqrt(2.0 / fan_in), shape)
         tensors[name] = value.astype(np.float32)
     return tensors
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright, one per test module; skipped without either."""
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (dev extra)")
+    from webpage import chromium_path
+
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no chromium browser (apt-get install chromium)")
+    manager = sync_playwright().start()
+    try:
+        browser = manager.chromium.launch(executable_path=executable, args=["--no-sandbox"], timeout=60_000)
+    except Error as exc:
+        manager.stop()
+        pytest.skip(f"chromium does not start here: {str(exc).splitlines()[0]}")
+    yield browser
+    browser.close()
+    manager.stop()

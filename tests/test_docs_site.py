@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -79,26 +78,6 @@ def server(site):
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (dev extra)")
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        pytest.skip("no chromium browser (apt-get install chromium)")
-    manager = sync_playwright().start()
-    try:
-        browser = manager.chromium.launch(executable_path=executable, args=["--no-sandbox"], timeout=60_000)
-    except Error as exc:
-        manager.stop()
-        pytest.skip(f"chromium does not start here: {str(exc).splitlines()[0]}")
-    yield browser
-    browser.close()
-    manager.stop()
 
 
 @pytest.fixture()

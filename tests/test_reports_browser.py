@@ -6,7 +6,6 @@ and checks the result, and saves a screenshot. Without Playwright or a browser t
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,26 +18,6 @@ from edgecnn.cli import app
 
 runner = CliRunner()
 CHUNK = 96  # cards the page renders at a time (report.js)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (dev extra)")
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        pytest.skip("no chromium browser (apt-get install chromium)")
-    manager = sync_playwright().start()
-    try:
-        browser = manager.chromium.launch(executable_path=executable, args=["--no-sandbox"], timeout=60_000)
-    except Error as exc:
-        manager.stop()
-        pytest.skip(f"chromium does not start here: {str(exc).splitlines()[0]}")
-    yield browser
-    browser.close()
-    manager.stop()
 
 
 @pytest.fixture()
