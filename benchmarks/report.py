@@ -5,30 +5,13 @@ python benchmarks/report.py
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from common import REPO, RESULTS
+from report_base import load, pct, provenance, verdict
+from report_serving import serve_ray_section, serving_section, web_page_section
 
 DOC = REPO / "docs" / "BENCHMARKS.md"
-
-
-def load(name: str) -> dict[str, Any] | None:
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def pct(x: float | None, digits: int = 1) -> str:
-    return "n/a" if x is None else f"{x * 100:.{digits}f}%"
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "**not met**"
-
-
-def provenance(r: dict[str, Any]) -> str:
-    m = r["machine"]
-    return f"Command: `{r['command']}` (measured {r['measured']}, {m['cpu']}, {m['usable_cores']} cores)."
 
 
 def machine_section(results: list[dict[str, Any]]) -> str:
@@ -516,75 +499,6 @@ def reliability_section() -> str:
     return r.get("markdown", "")
 
 
-def serving_section() -> str:
-    """`edgecnn serve` under load (benchmarks/serve_load.py): throughput and latency per concurrency."""
-    r = load("serve_load")
-    if r is None:
-        return ""
-    m, st = r["machine"], r["settings"]
-    flags = ", ".join(m["int8_instructions"]) or "none"
-    lines = [
-        "## Serving (`edgecnn serve`, `benchmarks/serve_load.py`)\n",
-        f"`edgecnn serve` on 127.0.0.1 in its own process, driven by an asyncio HTTP client (benchmarks/loadgen.py, "
-        f"one keep-alive connection per concurrent client, closed loop, {r['duration_s']:.0f} s per row) sending "
-        f"one encoded photo per request ({r['photos']}, {r['photo_bytes_mean'] / 1024:.0f} KiB on average). The "
-        "baseline is the same photos decoded in worker threads and classified by `Model.predict` in batches, "
-        "in-process, on the same cores, never at the same time as the server. Server settings: "
-        f"`--max-batch {st['max_batch']} --max-delay-ms {st['max_delay_ms']} --queue-size {st['queue_size']} "
-        f"--workers {st['workers']} --threads {st['threads']} --provider cpu` (started through "
-        f"`{r.get('server_started_by', 'edgecnn serve')}`); in-process: "
-        f"{st['workers']} decode threads, {st['threads']} ONNX Runtime threads, batches of {st['max_batch']}. "
-        f"CPU: {m['cpu']}, {m['usable_cores']} cores shared by server and client, int8-relevant instructions: "
-        f'{flags}. "gen. CPU" is the load generator\'s own CPU time over wall time, in cores.\n',
-    ]
-    for key in ("imagenet", "shapes"):
-        part = r[key]
-        base = part["in_process"]
-        lines += [
-            f"### {part['model']}\n",
-            f"In-process: decode alone {base['decode_images_per_s']:,.0f} images/s, model alone "
-            f"{base['model_images_per_s']:,.0f} images/s, decode + `Model.predict` "
-            f"{base['decode_and_predict_images_per_s']:,.0f} images/s.\n",
-            "| route | concurrency | images/s | requests/s | p50 ms | p95 ms | p99 ms | errors | gen. CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for route, runs in part["server"].items():
-            for c, x in runs.items():
-                ips = f"{x['images_per_s']:,.0f}" if x["images_per_s"] else "-"  # health carries no image
-                lines.append(
-                    f"| {route} | {c} | {ips} | {x['requests_per_s']:,.0f} | {x['p50_ms']} | "
-                    f"{x['p95_ms']} | {x['p99_ms']} | {x['errors']} | {x['generator_cpu_cores']:.2f} |"
-                )
-        lines.append("")
-        if key == "imagenet":
-            o = part["overload"]
-            lines += [
-                f"At concurrency 64 the server reaches **{part['ratio_at_64']:.2f}x** the in-process images/s "
-                f"(target at least 0.8x with 0 errors: {verdict(part['claim_met'])}).\n",
-                f"Overload: arrivals at {o['target_rate_per_s']:,.0f} requests/s (4x the {o['target_rate_per_s'] / 4:,.0f} "
-                f"images/s sustained above) for {o['wall_s']:.0f} s: statuses {o['statuses']}"
-                f"{', client-side failures ' + str(o['failures']) if o['failures'] else ''}, "
-                f"{o['missing_retry_after']} 503s without Retry-After, {o['skipped']} arrivals not sent (512 "
-                f"requests already unanswered); p99 of the 200s {o['p99_ms']} ms. Server memory: "
-                f"{o['rss_before_mib']:.0f} MiB before, peak {o['peak_rss_sampled_mib']:.0f} MiB sampled during the "
-                f"overload, {o['peak_rss_lifetime_mib']:.0f} MiB peak over its life (VmHWM). Afterwards "
-                f"{o['served_after']['ok']} of {o['served_after']['requests']} requests were answered 200.\n",
-            ]
-        else:
-            us = part["us_per_request_at_64"]
-            lines.append(
-                f"At concurrency 64 the server reaches {part['ratio_at_64']:.2f}x the in-process images/s. Where the "
-                "time goes, microseconds of wall time per request at concurrency 64 (server and client together on "
-                "the same cores): "
-                + ", ".join(f"{k} {v:,.0f}" for k, v in us.items() if v is not None)
-                + " (health: HTTP alone, with the generator itself taking about one of the two cores, so an upper "
-                "bound on the server's share; infer_tensor adds parsing, batching and the model; infer_bytes adds "
-                "decoding the photo).\n"
-            )
-    lines.append(provenance(r) + "\n")
-    return "\n".join(lines)
-
-
 def main() -> None:
     names = [
         "train_cats_dogs",
@@ -619,6 +533,8 @@ def main() -> None:
         webcam_section(),
         benchmark_section(),
         serving_section(),
+        serve_ray_section(),
+        web_page_section(),
         gpu_section(),
         reliability_section(),
     ]
