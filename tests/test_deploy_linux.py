@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -210,12 +209,6 @@ def test_a_file_that_is_not_an_edgecnn_model_is_refused(tmp_path):
     result = runner.invoke(app, ["bundle", str(bad), "--target", "linux-x86_64", "-o", str(tmp_path / "b")])
     assert result.exit_code == 2 and "x.onnx" in result.output
     assert not (tmp_path / "b").exists()
-
-
-def test_the_web_target_refuses_while_its_builder_is_absent(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "edgecnn.tools.deploy.web", None)  # import fails as if not installed
-    result = runner.invoke(app, ["bundle", str(MODEL), "--target", "web", "-o", str(tmp_path / "w")])
-    assert result.exit_code == 2 and "--target web is not available" in result.output
 
 
 def test_pips_failure_becomes_one_line_naming_the_package():

@@ -110,8 +110,9 @@ def test_packaged_subpackages_match_the_folders():
     on_disk = {"edgecnn"} | {
         ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "edgecnn").glob("*/**/__init__.py")
     }
-    # edgecnn.reports.templates holds data only; listing it keeps setuptools from warning on every install
-    assert listed == on_disk | {"edgecnn.models", "edgecnn.reports.templates"}
+    # the data-only folders are listed too: it keeps setuptools from warning on every install
+    data_only = {"edgecnn.reports.templates", "edgecnn.tools.deploy.web_assets"}
+    assert listed == on_disk | {"edgecnn.models"} | data_only
 
 
 def test_the_wheel_carries_the_default_model_and_the_contract_schema(tmp_path):
@@ -145,6 +146,10 @@ def test_the_wheel_carries_the_default_model_and_the_contract_schema(tmp_path):
     assert "edgecnn/models/shapes-cnn.int8.onnx" in names and "edgecnn/py.typed" in names
     assert (
         "edgecnn/reports/templates/base.html.j2" in names and "edgecnn/reports/templates/report.js" in names
+    )
+    assert (
+        "edgecnn/tools/deploy/web_assets/index.html" in names
+        and "edgecnn/tools/deploy/web_assets/preprocess.mjs" in names
     )
     assert any(n.startswith("edgecnn/core/") and n.endswith(".json") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
