@@ -20,7 +20,6 @@ import argparse
 import gc
 import io
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -101,31 +100,11 @@ def _rate(step: Any, duration_s: float) -> float:
     return round(done / (time.perf_counter() - t0), 1)
 
 
-#: The library function `edgecnn serve` calls, for a checkout whose command line does not have `serve` yet.
-_LIBRARY = """
-import sys
-from edgecnn.serving.config import ServeConfig, parse_model
-from edgecnn.serving.server import serve
-
-model, port, batch, delay, queue, workers, threads = sys.argv[1:]
-serve(ServeConfig(models=(parse_model(model),), port=int(port), provider="cpu", max_batch=int(batch),
-                  max_delay_ms=float(delay), queue_size=int(queue), workers=int(workers), threads=int(threads)))
-"""
-
-
-def launcher() -> str:
-    """How the server is started here: "edgecnn serve" when the command exists, else the library function."""
+def serve_cmd(name: str, model: Path, port: int) -> list[str]:
+    """The `edgecnn serve` command line of one measured server."""
     edgecnn = str(Path(sys.executable).with_name("edgecnn"))
-    found = subprocess.run([edgecnn, "serve", "--help"], capture_output=True, timeout=120).returncode == 0
-    return "edgecnn serve" if found else "edgecnn.serving.server.serve"
-
-
-def serve_cmd(name: str, model: Path, port: int, how: str) -> list[str]:
-    if how == "edgecnn serve":
-        edgecnn = str(Path(sys.executable).with_name("edgecnn"))
-        options = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()]
-        return [edgecnn, "serve", f"{name}={model}", f"--port={port}", "--provider=cpu", *options]
-    return [sys.executable, "-c", _LIBRARY, f"{name}={model}", str(port), *map(str, SETTINGS.values())]
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()]
+    return [edgecnn, "serve", f"{name}={model}", f"--port={port}", "--provider=cpu", *options]
 
 
 def input_names(base: str, name: str) -> tuple[str, str, str]:
@@ -147,7 +126,7 @@ def sweep(base: str, calls: list[loadgen.Call], duration_s: float) -> dict[str, 
     return out
 
 
-def shapes_run(images: list[bytes], duration_s: float, how: str) -> dict[str, Any]:
+def shapes_run(images: list[bytes], duration_s: float) -> dict[str, Any]:
     from edgecnn.core.contract import InputSpec
     from edgecnn.core.imaging import load_image
     from edgecnn.core.onnxfile import load_onnx, read_contract
@@ -158,7 +137,7 @@ def shapes_run(images: list[bytes], duration_s: float, how: str) -> dict[str, An
     spec: InputSpec = read_contract(load_onnx(model)).input
     port = loadgen.free_port()
     runs: dict[str, Any] = {}
-    with loadgen.running(serve_cmd("shapes", model, port, how), port) as server:
+    with loadgen.running(serve_cmd("shapes", model, port), port) as server:
         encoded, tensor, dtype = input_names(server.base, "shapes")
         pixels = [load_image(b, spec).astype(np.float32 if dtype == "FP32" else np.uint8) for b in images]
         kinds = {
@@ -193,7 +172,7 @@ def _costs(runs: dict[str, Any], top: str) -> dict[str, float | None]:
     return {kind: us(kind) for kind in runs}
 
 
-def imagenet_run(images: list[bytes], duration_s: float, overload_s: float, how: str) -> dict[str, Any]:
+def imagenet_run(images: list[bytes], duration_s: float, overload_s: float) -> dict[str, Any]:
     from edgecnn.core.shipped import default_model_path
 
     model = default_model_path()
@@ -202,7 +181,7 @@ def imagenet_run(images: list[bytes], duration_s: float, overload_s: float, how:
     print(f"imagenet ({model.name}): in-process", flush=True)
     baseline = in_process(model, images, SETTINGS["max_batch"], duration_s)
     port = loadgen.free_port()
-    with loadgen.running(serve_cmd("imagenet", model, port, how), port) as server:
+    with loadgen.running(serve_cmd("imagenet", model, port), port) as server:
         encoded = input_names(server.base, "imagenet")[0]
         calls = [loadgen.infer_bytes("imagenet", encoded, [b]) for b in images]
         print("imagenet: infer_bytes", flush=True)
@@ -258,16 +237,15 @@ def main() -> None:
     args = parser.parse_args()
     images, source = photos(args.photos, args.count)
     load = os.getloadavg()[0]
-    how = launcher()
     result = {
-        "server_started_by": how,
+        "server_started_by": "edgecnn serve",
         "photos": source,
         "photo_bytes_mean": round(float(np.mean([len(b) for b in images]))),
         "settings": SETTINGS,
         "duration_s": args.duration,
         "load_average_before": round(load, 2),
-        "shapes": shapes_run(images, args.duration, how),
-        "imagenet": imagenet_run(images, args.duration, args.overload, how),
+        "shapes": shapes_run(images, args.duration),
+        "imagenet": imagenet_run(images, args.duration, args.overload),
     }
     write_result("serve_load", result)
 
