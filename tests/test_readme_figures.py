@@ -57,6 +57,17 @@ def renderings(value: float) -> set[str]:
     return shown
 
 
+def numbers(value) -> list[float]:
+    """Every number in a result file, however deeply nested."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, dict):
+        value = list(value.values())
+    return [n for item in value for n in numbers(item)] if isinstance(value, list) else []
+
+
 def figure_rows() -> list[tuple[str, str]]:
     """(figure cell, result file name) for each row of the README's "What it gets" table."""
     section = README.split("## What it gets", 1)[1].split("\n## ", 1)[0]
@@ -75,7 +86,7 @@ def test_readme_figures_come_from_the_result_files(figure, source):
     import json
 
     result = json.loads((REPO / "benchmarks" / "results" / source).read_text(encoding="utf-8"))
-    shown = set().union(*(renderings(v) for v in result.values() if isinstance(v, (int, float))))
+    shown = set().union(*(renderings(v) for v in numbers(result)))
     quoted = [
         f"{number}{' ' if unit in ('ms', 'MB', 'min') else ''}{unit}" for number, unit in UNIT.findall(figure)
     ]
