@@ -268,6 +268,31 @@ BAD = {
         "no file",
     ),
     "bad top_k": ("classify?top_k=0", "shapes", PHOTOS[0].read_bytes(), {}, 400, "top_k must be"),
+    "JSON nested too deeply": (
+        "infer",
+        "shapes",
+        b"[" * 100_000 + b"]" * 100_000,
+        {},
+        400,
+        "nested too deeply",
+    ),
+    "a number too large": ("infer", "shapes", infer_json("FP32", [1], [10**400]), {}, 400, "only numbers"),
+    "a huge dimension": (
+        "infer",
+        "shapes",
+        infer_json("FP32", [0, 10**30], []),
+        {},
+        400,
+        "at most 8 dimensions",
+    ),
+    "too many dimensions": (
+        "infer",
+        "shapes",
+        infer_json("FP32", [1] * 100, [1]),
+        {},
+        400,
+        "at most 8 dimensions",
+    ),
 }
 
 

@@ -245,6 +245,24 @@ def test_a_model_failure_reaches_the_requests_and_the_thread_goes_on():
     batcher.close(timeout=5)
 
 
+def test_a_cancelled_request_does_not_stop_the_batch_or_the_thread():
+    """A request whose waiter is cancelled (client gone, grace period over) while its batch runs: the others
+    of the batch get their results and the thread serves the next batch."""
+    predictor = FakePredictor(delay=0.3)
+    batcher = Batcher("m", predictor, max_batch=2, max_delay=0.05, queue_size=4)  # type: ignore[arg-type]
+    a, b = batcher.admit(), batcher.admit()
+    gone = batcher.submit(a, np.ones((1, 2), np.float32))
+    kept = batcher.submit(b, np.full((1, 2), 2, np.float32))
+    time.sleep(0.15)  # the batch is running
+    gone.cancel()
+    assert kept.result(timeout=5).tolist() == [[4.0]]
+    with batcher.admit() as slot:
+        assert batcher.submit(slot, np.ones((1, 2), np.float32)).result(timeout=5).tolist() == [[2.0]]
+    a.release()
+    b.release()
+    batcher.close(timeout=5)
+
+
 def test_every_model_series_is_there_before_its_first_request():
     """A replica that has not run a batch yet still shows each model's series (at zero) on /metrics."""
     from edgecnn.serving.metrics import ServeMetrics

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -77,6 +78,49 @@ def test_a_full_queue_answers_503_with_retry_after_at_once_and_recovers(monkeypa
         text = requests.get(f"{server.url}/metrics", timeout=TIMEOUT).text
         assert f'edgecnn_errors_total{{kind="overloaded"}} {len(refused)}.0' in text
         assert 'edgecnn_queue_depth{model="shapes"} 0.0' in text
+
+
+def stalled_upload(server, declared: int = 1_000_000) -> socket.socket:
+    """A connection that declares a large body, sends a little of it and stops."""
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    head = f"POST /v2/models/shapes/classify HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n"
+    conn.sendall(head.encode() + b"\0" * 1000)
+    return conn
+
+
+def test_uploads_in_progress_hold_queue_slots_so_memory_stays_bounded():
+    """A request takes its slot before its body is read: stalled uploads fill the queue and the next request
+    is refused at once, instead of every upload being buffered."""
+    with running(queue_size=2) as server:
+        stalled = [stalled_upload(server) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:  # both uploads admitted
+                text = requests.get(f"{server.url}/metrics", timeout=TIMEOUT).text
+                if 'edgecnn_queue_depth{model="shapes"} 2.0' in text:
+                    break
+                time.sleep(0.05)
+            refused = classify(server)
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        finally:
+            for conn in stalled:
+                conn.close()
+        classify_ok(server)
+
+
+def test_a_stalled_upload_is_refused_after_the_body_timeout(monkeypatch):
+    import edgecnn.serving.app as serving_app
+
+    monkeypatch.setattr(serving_app, "BODY_TIMEOUT_S", 0.5)
+    with running() as server:
+        conn = stalled_upload(server)
+        try:
+            conn.settimeout(TIMEOUT)
+            answer = conn.recv(4096).decode("latin-1")
+        finally:
+            conn.close()
+        assert answer.startswith("HTTP/1.1 408") and "not received within" in answer
+        classify_ok(server)
 
 
 def test_the_api_key_guards_every_route_but_health():

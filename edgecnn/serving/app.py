@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edgecnn.core.version import __version__
-from edgecnn.serving.errors import BodyTooLarge, Overloaded, RequestError, Unauthorized
+from edgecnn.serving.errors import BodyTimeout, BodyTooLarge, Overloaded, RequestError, Unauthorized
 from edgecnn.serving.inputs import decode_images, model_metadata, prepare_infer, read_upload
 from edgecnn.serving.metrics import ServeMetrics
 from edgecnn.serving.registry import Registry
@@ -32,6 +32,9 @@ from edgecnn.serving.tensors import BINARY_TYPE, HEADER_LENGTH, JSON_TYPE, encod
 
 logger = logging.getLogger("edgecnn")
 Handler = Callable[[Request], Awaitable[Response]]
+
+#: A body not received within this many seconds is refused (408): a stalled upload cannot hold a queue slot.
+BODY_TIMEOUT_S = 30.0
 
 
 class ServingState:
@@ -59,11 +62,19 @@ class ServingState:
             raise BodyTooLarge(f"request body of {int(declared)} bytes is over the {limit}-byte limit")
         chunks = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"request body is over the {limit}-byte limit")
-            chunks.append(chunk)
+
+        async def receive() -> None:
+            nonlocal size
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise BodyTimeout(f"request body not received within {BODY_TIMEOUT_S:.0f} s") from None
         return b"".join(chunks)
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -124,8 +135,8 @@ def build_app(state: ServingState) -> Starlette:
     async def infer(request: Request) -> Response:
         name = request.path_params["name"]
         model, batcher = registry.ready_model(name, request.path_params.get("version"))
-        body = await state.read_body(request)
-        with batcher.admit() as slot:
+        with batcher.admit() as slot:  # before the body is read: the queue bounds the bodies held too
+            body = await state.read_body(request)
             prepared = await state.run(
                 prepare_infer, body, request.headers.get(HEADER_LENGTH), model, batcher.max_batch
             )
@@ -140,9 +151,9 @@ def build_app(state: ServingState) -> Starlette:
 
         model, batcher = registry.ready_model(request.path_params["name"])
         top_k = _top_k(request.query_params.get("top_k", "1"), len(model.labels))
-        body = await state.read_body(request)
-        data, filename = await read_upload(request.headers, body, state.config.max_body_bytes)
-        with batcher.admit() as slot:
+        with batcher.admit() as slot:  # before the body is read: the queue bounds the bodies held too
+            body = await state.read_body(request)
+            data, filename = await read_upload(request.headers, body, state.config.max_body_bytes)
             images = await state.run(decode_images, [data], model.contract.input)
             probs = await batcher.run(slot, images)
         top = model.predictor.top_k(np.asarray(probs), top_k)[0]

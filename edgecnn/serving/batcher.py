@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -191,11 +192,21 @@ class Batcher:
         except Exception as exc:  # the model's failure goes to each waiting request, the thread goes on
             logger.error(f"model {self.name!r} failed on a batch of {len(batch)} requests: {exc}")
             for job in batch:
-                job.future.set_exception(exc)
+                _settle(job.future, exc)
             return
         self._on_batch(len(images), time.perf_counter() - started)
         at = 0
         for job in batch:
             n = len(job.images)
-            job.future.set_result(probs[at : at + n])
+            _settle(job.future, probs[at : at + n])
             at += n
+
+
+def _settle(future: Future[np.ndarray], outcome: np.ndarray | BaseException) -> None:
+    """Give a request its result, unless it was cancelled meanwhile (its client went away, or the server's
+    grace period ended): the thread goes on with the others."""
+    with contextlib.suppress(InvalidStateError):
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -27,6 +27,13 @@ class BodyTooLarge(RequestError):
     kind = "too_large"
 
 
+class BodyTimeout(RequestError):
+    """The body did not arrive in time (a stalled or very slow upload)."""
+
+    status = 408
+    kind = "timeout"
+
+
 class Overloaded(RequestError):
     """The model's queue is full (or the server is stopping): try again after ``retry_after`` seconds."""
 

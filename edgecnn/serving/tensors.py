@@ -28,6 +28,9 @@ DTYPES: dict[str, Any] = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1"), "BYT
 HEADER_LENGTH = "Inference-Header-Content-Length"
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
+#: The largest shapes a request may declare (an image batch has 4 dimensions; NumPy allows at most 64).
+MAX_DIMS = 8
+MAX_DIM = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         head = json.loads(body[:size])
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(f"request is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RequestError("request JSON is nested too deeply") from None
     if not isinstance(head, dict):
         raise RequestError("request must be a JSON object with 'inputs'")
     parameters = _object(head.get("parameters"), "parameters")
@@ -128,6 +133,10 @@ def _input(item: Any, i: int, blob: memoryview, cursor: int) -> tuple[Tensor, in
     shape = item.get("shape")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise RequestError(f"input {name!r} has shape {shape!r}; expected a list of non-negative integers")
+    if len(shape) > MAX_DIMS or any(d > MAX_DIM for d in shape):
+        raise RequestError(
+            f"input {name!r} has shape {shape!r}; at most {MAX_DIMS} dimensions of at most {MAX_DIM} each"
+        )
     count = math.prod(shape)
     params = _object(item.get("parameters"), f"input {name!r} parameters")
     if "binary_data_size" in params:
@@ -189,7 +198,7 @@ def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray | 
         return [_base64(name, i, s) for i, s in enumerate(flat)]
     try:
         array = np.array(data, dtype=np.float64).ravel()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError, RecursionError):
         raise RequestError(f"input {name!r}: 'data' must hold only numbers ({datatype})") from None
     if array.size != count:
         raise RequestError(f"input {name!r}: {array.size} values for a shape of {count} elements")
