@@ -8,6 +8,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+from conftest import wait_for
 from onnxmodels import mean_colour_model
 from typer.testing import CliRunner
 
@@ -37,15 +38,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(condition, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import LogLines
+from conftest import LogLines, wait_for
 from onnxmodels import mean_colour_model
 
 from edgecnn.apps import capture
@@ -39,15 +39,6 @@ def with_read_timeout(source, limit):
     real = source.read
     source.read = lambda timeout=5.0: real(min(timeout, limit))
     return source
-
-
-def wait_for(condition, seconds=3.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 class FakeStream:
@@ -147,7 +138,7 @@ def test_backoff_is_injectable_through_open_source(monkeypatch, log_lines):
     source = open_source(source="udp://fake-host/stream", max_retries=2, backoff=0.02)
     try:
         assert source.read(timeout=2.0) is not None
-        assert wait_for(lambda: source.end_reason is not None)
+        assert wait_for(lambda: source.end_reason is not None, seconds=3.0)
         assert source.end_reason == "source lost"
         assert time.monotonic() - started < 1.0  # the default backoff would wait 0.5 + 1 s
         assert [e for e in log_lines if "reconnecting in 0.0 s" in e]
@@ -190,7 +181,7 @@ def test_close_releases_a_live_capture_only_after_a_blocked_read_returns():
     assert time.monotonic() - started < 2.0
     assert "release" not in cap.log  # never while read() is running
     cap.gate.set()
-    assert wait_for(lambda: "release" in cap.log)
+    assert wait_for(lambda: "release" in cap.log, seconds=3.0)
     assert cap.log == ["read", "read returned", "release"]
 
 
@@ -203,7 +194,7 @@ def test_close_releases_a_file_capture_only_after_a_blocked_read_returns():
     source.close(wait=0.2)
     assert "release" not in cap.log
     cap.gate.set()
-    assert wait_for(lambda: "release" in cap.log)
+    assert wait_for(lambda: "release" in cap.log, seconds=3.0)
     assert cap.log == ["read", "read returned", "release"]
 
 
@@ -261,7 +252,7 @@ def test_capture_opened_by_a_reopen_in_flight_is_released(monkeypatch):
     assert opening.wait(3)
     source.close(wait=0.1)
     finish_open.set()
-    assert wait_for(lambda: made[1].log.count("release") == 1)
+    assert wait_for(lambda: made[1].log.count("release") == 1, seconds=3.0)
     assert made[1].log == ["release"]  # released, and never read after close
     assert made[0].log.count("release") == 1
 
