@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from test_serve import FP32, PHOTOS, ROOT, TIMEOUT, classify_ok, running
 from typer.testing import CliRunner
@@ -29,6 +30,10 @@ IMAGE = PHOTOS[0].read_bytes()
 
 def classify(server, timeout: float = TIMEOUT, **kwargs) -> requests.Response:
     return requests.post(f"{server.url}/v2/models/shapes/classify", data=IMAGE, timeout=timeout, **kwargs)
+
+
+def metrics(server) -> str:
+    return requests.get(f"{server.url}/metrics", timeout=TIMEOUT).text
 
 
 def batch_sizes(server) -> dict[str, float]:
@@ -94,17 +99,16 @@ def test_uploads_in_progress_hold_queue_slots_so_memory_stays_bounded():
     with running(queue_size=2) as server:
         stalled = [stalled_upload(server) for _ in range(2)]
         try:
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline:  # both uploads admitted
-                text = requests.get(f"{server.url}/metrics", timeout=TIMEOUT).text
-                if 'edgecnn_queue_depth{model="shapes"} 2.0' in text:
-                    break
-                time.sleep(0.05)
+            assert wait_for(
+                lambda: 'edgecnn_queue_depth{model="shapes"} 2.0' in metrics(server), seconds=TIMEOUT
+            )
             refused = classify(server)
             assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
         finally:
             for conn in stalled:
                 conn.close()
+        # the server learns of the closed uploads when it next reads them: their slots come back soon after
+        assert wait_for(lambda: 'edgecnn_queue_depth{model="shapes"} 0.0' in metrics(server), seconds=TIMEOUT)
         classify_ok(server)
 
 
