@@ -9,7 +9,7 @@ from typing import Any
 
 from common import REPO, RESULTS
 from report_base import load, pct, provenance, verdict
-from report_serving import serve_ray_section, serving_section, web_page_section
+from report_serving import resize_area_section, serve_ray_section, serving_section, web_page_section
 
 DOC = REPO / "docs" / "BENCHMARKS.md"
 
@@ -535,6 +535,7 @@ def main() -> None:
         serving_section(),
         serve_ray_section(),
         web_page_section(),
+        resize_area_section(),
         gpu_section(),
         reliability_section(),
     ]

@@ -30,6 +30,7 @@ STEPS = {
     "imagenet_default": [PY, "benchmarks/imagenet_default.py"],
     "int8_cpu": [PY, "benchmarks/int8_cpu.py"],
     "serve_load": [PY, "benchmarks/serve_load.py"],
+    "resize_area": [PY, "benchmarks/resize_area.py"],
 }
 TRAINING = {
     "train_cats_dogs": [

@@ -6,7 +6,7 @@ graph, and the input is raw pixel values (uint8 here, float32 when batched for t
 
 Files are decoded with Pillow (it reads every common format, handles palettes, transparency and 16-bit data),
 turned upright from their EXIF orientation, refused from the header when they declare too many pixels, then
-resized with OpenCV's INTER_AREA. Large JPEGs are decoded at a reduced DCT scale first (``Image.draft``), never
+resized by area (``resizing.shrink_area``: INTER_AREA's mean, computed exactly). Large JPEGs are decoded at a reduced DCT scale first (``Image.draft``), never
 below the model's input size: several times faster, and identical on both sides because both sides call this
 module. AVIF is read when this Pillow can (11.3 and later wheels); HEIC/HEIF when pillow-heif is installed.
 

@@ -3,6 +3,7 @@ interpolation. ``core.imaging`` calls these for files and frames alike, so both 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -13,7 +14,8 @@ from edgecnn.core.contract import InputSpec
 from edgecnn.core.errors import ImageError
 
 #: The contract's ``input.resize`` names and the OpenCV interpolation each one is; "pil-bilinear" is Pillow's
-#: BILINEAR instead (it widens its filter when shrinking, as torchvision's Resize on PIL images does).
+#: BILINEAR instead (it widens its filter when shrinking, as torchvision's Resize on PIL images does). "area"
+#: when shrinking is ``shrink_area``: INTER_AREA's rule computed exactly.
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
 
@@ -46,6 +48,8 @@ def _resized(image: np.ndarray, height: int, width: int, method: str) -> np.ndar
     if image.shape[:2] != (height, width) and method == "pil-bilinear":
         pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
         image = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR)).reshape(height, width, -1)
+    elif image.shape[:2] != (height, width) and method == "area" and _shrinks(image, height, width):
+        image = shrink_area(image, height, width)
     elif image.shape[:2] != (height, width):
         channels = image.shape[2]
         image = cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[method])
@@ -54,6 +58,86 @@ def _resized(image: np.ndarray, height: int, width: int, method: str) -> np.ndar
         elif image.shape[2] != channels:  # pragma: no cover - OpenCV keeps channels for 1..4
             raise ImageError("resize changed the number of channels")
     return np.ascontiguousarray(image)
+
+
+def _shrinks(image: np.ndarray, height: int, width: int) -> bool:
+    return image.shape[0] >= height and image.shape[1] >= width
+
+
+#: Source values gathered at once to recompute means exactly (8 bytes each).
+_WINDOW_BUDGET = 1 << 22
+
+
+def shrink_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The area resize when shrinking, exactly: each output pixel is the mean of the source pixels it covers,
+    weighted by how much of each it covers, rounded half up. The same bytes on every CPU.
+
+    OpenCV's INTER_AREA computes this mean in 32-bit floats whose rounding depends on the CPU (ARM compilers
+    fuse multiply-adds, x86 vector code orders sums differently), so a mean that ends in exactly a half
+    (common in flat regions) lands on either side: a model's answers differed by up to 1.8e-4 between an x86
+    PC and an ARM board. Here OpenCV computes the mean with 8 more bits (on 16-bit pixels, as fast as on
+    8-bit ones); the means it puts near a half (``near_halves``: about 1 in 50 on photos) are recomputed from
+    their source pixels in integers.
+
+    Args:
+        image: (H, W, C) uint8 with H >= height and W >= width.
+        height: Output height.
+        width: Output width.
+
+    Returns:
+        (height, width, C) uint8.
+    """
+    h, w, channels = image.shape
+    source = image.astype(np.uint16)
+    source *= 256
+    wide: np.ndarray = cv2.resize(source, (width, height), interpolation=cv2.INTER_AREA)
+    wide = wide.reshape(height, width, channels).astype(np.uint16, copy=False)
+    if h % height == 0 and w % width == 0 and 256 % ((h // height) * (w // width)) == 0:
+        # Whole blocks of 2, 4, 8... pixels: OpenCV sums them in integers and 256 x their mean is a whole
+        # number, so ``wide`` is exact (a quarter of all 2x2 means end in a half: no recomputing them).
+        return np.right_shift(wide + 128, 8).astype(np.uint8)
+    rows, row_weights = _overlaps(h, height)
+    cols, col_weights = _overlaps(w, width)
+    out = cv2.convertScaleAbs(wide, alpha=1 / 256).reshape(height, width, channels)
+    near = near_halves(wide, rows.shape[1] + cols.shape[1])
+    pixels = image.reshape(-1)
+    area = h * w  # the weights of one output pixel sum to h * w
+    step = max(1, _WINDOW_BUDGET // (rows.shape[1] * cols.shape[1]))  # every pixel a tie still stays small
+    for start in range(0, near.size, step):
+        chunk = near[start : start + step]
+        ys, xs, channel = np.unravel_index(chunk, (height, width, channels))
+        window = pixels[
+            rows[ys][:, :, None] * (w * channels) + (cols[xs] * channels + channel[:, None])[:, None]
+        ]
+        total = np.einsum("nij,ni,nj->n", window, row_weights[ys], col_weights[xs]).astype(np.int64)
+        out.reshape(-1)[chunk] = (2 * total + area) // (2 * area)
+    return out
+
+
+def near_halves(wide: np.ndarray, terms: int) -> np.ndarray:
+    """Flat indexes of the means (256 x the mean, as OpenCV rounded it) that may lie on either side of a half.
+
+    OpenCV's float error grows with the terms of a mean (a few thousandths of a 1/256th per term): a margin of
+    one 1/256th covers up to ~250 terms (rows plus columns); longer means get a wider one.
+    """
+    margin = 1 + terms // 128
+    return np.flatnonzero(((wide - (128 - margin)) & 255) <= 2 * margin)
+
+
+@functools.lru_cache(maxsize=64)
+def _overlaps(size: int, new_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each output index along one axis: the source indexes it covers (padded to one width) and how much
+    of each, in units of 1/new_size of a source pixel: whole numbers (as float64, exact), each row summing to
+    ``size``. Cached (a camera or a folder of photos repeats its sizes), so read-only."""
+    edges = np.arange(new_size + 1, dtype=np.int64) * size  # output j covers [edges[j], edges[j + 1])
+    first = edges[:-1] // new_size
+    taps = int(((edges[1:] - 1) // new_size - first).max()) + 1
+    index = first[:, None] + np.arange(taps)[None, :]
+    low = np.maximum(index * new_size, edges[:-1, None])
+    overlap = np.maximum(np.minimum((index + 1) * new_size, edges[1:, None]) - low, 0).astype(np.float64)
+    index = np.minimum(index, size - 1)
+    index.flags.writeable = overlap.flags.writeable = False
+    return index, overlap
 
 
 def _scale_and_crop(image: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -1,8 +1,9 @@
 // The model's contract, read from the .onnx file, and the pixels it asks for: edgecnn's imaging rules
 // (edgecnn/core/imaging.py and resizing.py) in plain JavaScript, so the page feeds the model what the Python
-// predictor feeds it. OpenCV's INTER_AREA, INTER_LINEAR and INTER_CUBIC are reproduced as OpenCV computes
-// them for 8-bit images (area weights; 11-bit fixed-point linear and cubic coefficients), and the three fits
-// (stretch, crop, letterbox) as resizing.py does. No DOM here: node runs this module in the tests.
+// predictor feeds it. Shrinking by area is computed exactly (as resizing.shrink_area does); enlarging by area,
+// INTER_LINEAR and INTER_CUBIC are reproduced as OpenCV computes them for 8-bit images (11-bit fixed-point
+// coefficients), and the three fits (stretch, crop, letterbox) as resizing.py does. No DOM here: node runs
+// this module in the tests.
 
 export const METADATA_KEY = "edgecnn";
 export const RESIZES = ["area", "linear", "cubic"];
@@ -124,23 +125,18 @@ function roundHalfEven(x) {
 
 const clamp8 = (v) => (v < 0 ? 0 : v > 255 ? 255 : v);
 
-// INTER_AREA when shrinking on both axes: each output pixel is the area-weighted mean of the source pixels
-// it covers (OpenCV's resizeArea), or the plain mean when the scale is a whole number (resizeAreaFast).
-function areaTable(src, dst) {
-  const scale = src / dst;
+// INTER_AREA when shrinking on both axes, computed exactly as core/resizing.py's shrink_area does: each
+// output pixel is the mean of the source pixels it covers, weighted by how much of each it covers, rounded
+// half up. The weights are integers (in units of 1/dst of a source pixel), so every sum is exact in a double.
+function overlaps(src, dst) {
   const table = [];
-  for (let dx = 0; dx < dst; dx++) {
-    const fsx1 = dx * scale;
-    const fsx2 = fsx1 + scale;
-    const cell = Math.min(scale, src - fsx1);
-    let sx1 = Math.ceil(fsx1);
-    let sx2 = Math.floor(fsx2);
-    sx2 = Math.min(sx2, src - 1);
-    sx1 = Math.min(sx1, sx2);
+  for (let d = 0; d < dst; d++) {
+    const lo = d * src;
+    const hi = lo + src;
     const taps = [];
-    if (sx1 - fsx1 > 1e-3) taps.push([sx1 - 1, Math.fround((sx1 - fsx1) / cell)]);
-    for (let sx = sx1; sx < sx2; sx++) taps.push([sx, Math.fround(1 / cell)]);
-    if (fsx2 - sx2 > 1e-3) taps.push([sx2, Math.fround(Math.min(Math.min(fsx2 - sx2, 1), cell) / cell)]);
+    for (let s = Math.floor(lo / dst); s * dst < hi; s++) {
+      taps.push([s, Math.min((s + 1) * dst, hi) - Math.max(s * dst, lo)]);
+    }
     table.push(taps);
   }
   return table;
@@ -149,42 +145,26 @@ function areaTable(src, dst) {
 function resizeArea(img, width, height) {
   const { channels: cn, data } = img;
   const out = makeImage(width, height, cn);
-  const sx = img.width / width;
-  const sy = img.height / height;
-  if (Number.isInteger(sx) && Number.isInteger(sy)) {
-    const area = sx * sy;
-    const inv = Math.fround(1 / area);
-    for (let y = 0; y < height; y++) {
+  const xt = overlaps(img.width, width);
+  const yt = overlaps(img.height, height);
+  const area = img.width * img.height; // the weights of one output pixel sum to this
+  const acc = new Float64Array(width * cn);
+  for (let y = 0; y < height; y++) {
+    acc.fill(0);
+    for (const [sy, wy] of yt[y]) {
+      const row = sy * img.width;
       for (let x = 0; x < width; x++) {
         for (let c = 0; c < cn; c++) {
           let sum = 0;
-          for (let j = 0; j < sy; j++) {
-            const row = (y * sy + j) * img.width;
-            for (let i = 0; i < sx; i++) sum += data[(row + x * sx + i) * cn + c];
-          }
-          // OpenCV's 2x2 vector path rounds half up; its general path rounds sum * (1/area) half to even.
-          out.data[(y * width + x) * cn + c] = area === 4 && sx === 2 ? (sum + 2) >> 2 : clamp8(roundHalfEven(Math.fround(sum * inv)));
+          for (const [sx, wx] of xt[x]) sum += data[(row + sx) * cn + c] * wx;
+          acc[x * cn + c] += sum * wy;
         }
       }
     }
-    return out;
-  }
-  const xt = areaTable(img.width, width);
-  const yt = areaTable(img.height, height);
-  const rowSums = new Float64Array(width * cn);
-  for (let y = 0; y < height; y++) {
-    const acc = new Float64Array(width * cn);
-    for (const [syi, wy] of yt[y]) {
-      rowSums.fill(0);
-      const row = syi * img.width;
-      for (let x = 0; x < width; x++) {
-        for (const [sxi, wx] of xt[x]) {
-          for (let c = 0; c < cn; c++) rowSums[x * cn + c] += data[(row + sxi) * cn + c] * wx;
-        }
-      }
-      for (let k = 0; k < acc.length; k++) acc[k] += rowSums[k] * wy;
+    for (let k = 0; k < acc.length; k++) {
+      const q = Math.floor(acc[k] / area);
+      out.data[y * width * cn + k] = q + (2 * (acc[k] - q * area) >= area ? 1 : 0);
     }
-    for (let k = 0; k < acc.length; k++) out.data[y * width * cn + k] = clamp8(roundHalfEven(acc[k]));
   }
   return out;
 }
