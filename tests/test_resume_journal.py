@@ -3,6 +3,8 @@ per resolved file; the progress of a resumed run."""
 
 from __future__ import annotations
 
+import errno
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from imagefiles import save
 from onnxmodels import mean_colour_model, solid
 
+from edgecnn.apps import sorting
 from edgecnn.apps.classify import ClassifyConfig, classify_paths
 from edgecnn.apps.outputs import ResultWriter
 from edgecnn.core.files import unique_files
@@ -90,3 +93,70 @@ def test_progress_of_a_resumed_run_counts_its_own_files_and_ends_full(predictor,
     assert summary.already_done == 5 and summary.classified == 7
     assert calls[-1] == (7, 7)
     assert all(t in (None, 7) for _, t in calls) and all(d <= 7 for d, _ in calls)
+
+
+def sorted_once(out: Path, sort: Path, count: int) -> None:
+    """Every photo has one row, and one full copy in the sorted tree, nothing else there."""
+    rows = list(iter_records(out))
+    assert Counter(Path(r["path"]).name for r in rows) == {f"p{i:02d}.png": 1 for i in range(count)}
+    assert sorted(p.name for p in sort.rglob("*") if p.is_file()) == [f"p{i:02d}.png" for i in range(count)]
+    assert all(p.stat().st_size > 0 for p in sort.rglob("*.png"))
+
+
+def test_a_copy_killed_half_way_leaves_no_partial_copy_after_resume(predictor, tmp_path, monkeypatch):
+    folder = photos(tmp_path / "in", 6)
+    out, sort = tmp_path / "r.jsonl", tmp_path / "sorted"
+    config = dict(paths=[folder], output=out, sort_into=sort, batch_size=3)
+    real_unlink = Path.unlink
+    calls = []
+
+    def link_into_place(tmp, first):
+        calls.append(tmp)
+        if len(calls) == 5:
+            raise Killed  # the copy is written and synced under its hidden name, not yet named
+        return real_link(tmp, first)
+
+    def unlink(self, missing_ok=False):  # SIGKILL: the killed copy's clean-up never runs
+        if len(calls) < 5 or self != calls[-1]:
+            real_unlink(self, missing_ok=missing_ok)
+
+    real_link = sorting._link_into_place
+    monkeypatch.setattr(sorting, "_link_into_place", link_into_place)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    monkeypatch.setattr(os, "getpid", lambda: 4_000_001)  # the killed process, not the one that resumes
+    with pytest.raises(Killed):
+        classify_paths(ClassifyConfig(**config), predictor)
+    monkeypatch.undo()
+    assert [p.name for p in sort.rglob(".*.partial-*")] == [calls[-1].name]  # the kill left one behind
+    assert calls[-1].name.endswith(".partial-4000001")
+    classify_paths(ClassifyConfig(**config, resume=True), predictor)
+    sorted_once(out, sort, 6)
+    assert not Path(str(out) + ".sorting").exists()
+
+
+def test_a_copy_killed_after_reserving_its_name_is_placed_again(predictor, tmp_path, monkeypatch):
+    """Without hard links (some network and FAT file systems) a copy reserves its name as an empty file and
+    renames the full copy onto it: a kill in between leaves the empty name, which the resume fills."""
+    folder = photos(tmp_path / "in", 6)
+    out, sort = tmp_path / "r.jsonl", tmp_path / "sorted"
+    config = dict(paths=[folder], output=out, sort_into=sort, batch_size=3)
+    renames = []
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def replace(src, dst):
+        renames.append(dst)
+        if len(renames) == 4:
+            raise Killed
+        real_replace(src, dst)
+
+    real_replace = os.replace
+    monkeypatch.setattr(sorting.os, "link", no_links)
+    monkeypatch.setattr(sorting.os, "replace", replace)
+    with pytest.raises(Killed):
+        classify_paths(ClassifyConfig(**config), predictor)
+    monkeypatch.undo()
+    assert Path(renames[-1]).stat().st_size == 0  # the reserved, empty name
+    classify_paths(ClassifyConfig(**config, resume=True), predictor)
+    sorted_once(out, sort, 6)

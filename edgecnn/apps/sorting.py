@@ -110,6 +110,9 @@ def complete_placement(source: Path, target: Path, move: bool) -> Path:
         OSError: Neither the source nor its copy is there, or the copy or move fails.
     """
     source_there, target_there = os.path.lexists(source), os.path.lexists(target)
+    if target_there and source_there and _is_reservation(target, source):
+        target.unlink()  # a name reserved (no hard links here) and never filled: place the file again
+        target_there = False
     if target_there and not source_there:
         return target  # done before the interruption
     if target_there and not move:
@@ -120,6 +123,15 @@ def complete_placement(source: Path, target: Path, move: bool) -> Path:
     if not source_there:
         raise OSError(errno.ENOENT, "the file is gone (neither at its path nor in the sorted folder)")
     return place_file(source, target, move)
+
+
+def _is_reservation(target: Path, source: Path) -> bool:
+    """An empty ``target`` for a non-empty ``source``: the placeholder ``_link_into_place`` creates where hard
+    links are not supported, left by a run killed before the copy was renamed onto it."""
+    try:
+        return os.lstat(target).st_size == 0 and os.stat(source).st_size > 0
+    except OSError:
+        return False
 
 
 def _stem_suffix(target: Path) -> tuple[str, str]:
@@ -144,10 +156,15 @@ def _targets(target: Path) -> Iterator[Path]:
             yield candidate
 
 
-def _copy_no_clobber(source: Path, target: Path) -> Path:
-    tail = f".partial-{os.getpid()}"
+def partial_path(target: Path, pid: int) -> Path:
+    """Where process ``pid`` writes its copy to ``target`` before the copy gets its name (hidden, beside it)."""
+    tail = f".partial-{pid}"
     stem, suffix = _stem_suffix(target)
-    tmp = target.parent / ("." + _fit(stem, suffix + tail + ".") + suffix + tail)
+    return target.parent / ("." + _fit(stem, suffix + tail + ".") + suffix + tail)
+
+
+def _copy_no_clobber(source: Path, target: Path) -> Path:
+    tmp = partial_path(target, os.getpid())
     try:
         shutil.copy2(source, tmp)
         with open(tmp, "rb") as fh:

@@ -4,11 +4,13 @@ For each batch, the planned placements (source, target, move or copy, and the ro
 written to ``<results>.sorting`` and flushed to disk; then the files are placed; then the rows are written
 to the results file; then the journal is removed. A run killed anywhere in between leaves a journal that
 ``--resume`` reads first (``recover``): every placement whose row is missing is completed (the file is at
-its source or at its target, never lost, never placed twice) and its row written.
+its source or at its target, never lost, never placed twice) and its row written; the hidden partial copy a
+kill left beside a target (named by the journal's process id) is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.apps.outputs import RETRY, Row
-from edgecnn.apps.sorting import complete_placement
+from edgecnn.apps.sorting import complete_placement, partial_path
 from edgecnn.core.errors import OutputError
 from edgecnn.core.files import resolved
 from edgecnn.core.resultfile import json_lines
@@ -31,12 +33,15 @@ class Placement:
     source: Path
     target: Path
     move: bool
+    #: The process that made (or makes) the placement: it names the hidden partial copy beside the target.
+    pid: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": str(self.source),
             "target": str(self.target),
             "move": self.move,
+            "pid": os.getpid() if self.pid is None else self.pid,
             "row": self.row.to_dict(),
         }
 
@@ -95,7 +100,13 @@ class SortJournal:
             raise OutputError(f"cannot read {self.path}: {exc}") from None
         try:
             return [
-                Placement(Row.from_dict(e["row"]), Path(e["source"]), Path(e["target"]), bool(e["move"]))
+                Placement(
+                    Row.from_dict(e["row"]),
+                    Path(e["source"]),
+                    Path(e["target"]),
+                    bool(e["move"]),
+                    e.get("pid"),
+                )
                 for e in json_lines(text)
             ]
         except (ValueError, KeyError, TypeError) as exc:
@@ -110,6 +121,9 @@ class SortJournal:
         """
         rows = []
         for placement in self.pending():
+            if isinstance(placement.pid, int):  # a copy killed half-way: never the only copy of the file
+                with contextlib.suppress(OSError):
+                    partial_path(placement.target, placement.pid).unlink(missing_ok=True)
             status = recorded.get(resolved(placement.source))
             if status is not None and status != RETRY:
                 continue  # its row was written: the placement was complete before it
