@@ -234,7 +234,10 @@ def test_opset_with_an_onnx_source_is_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # nothing written
 
 
-@pytest.mark.parametrize("option", [["--base-filters", "16"], ["--bn-momentum", "0.9"]])
+@pytest.mark.parametrize(
+    "option",
+    [["--base-filters", "16"], ["--bn-momentum", "0.9"], ["--base-filters", "32"], ["--bn-momentum", "0.99"]],
+)  # the last two are the defaults: given, they would still be ignored
 def test_network_shape_options_with_a_backbone_are_refused(tmp_path, option):
     from edgecnn.training.config import TrainConfig
 
@@ -250,6 +253,9 @@ def test_network_shape_options_with_a_backbone_are_refused(tmp_path, option):
     assert getattr(
         TrainConfig(data_dir=tmp_path, arch="resnet", **{field: float(option[1])}), field
     ) == float(option[1])
+    assert (
+        TrainConfig(data_dir=tmp_path, arch="mobilenetv3small").base_filters == 32
+    )  # not given: the default
 
 
 def test_the_library_is_silent_until_logging_is_configured(tmp_path):

@@ -110,9 +110,11 @@ def train(
         ),
     ] = 10,
     base_filters: Annotated[
-        int,
-        typer.Option(help="cnn, resnet: the width; filters of the first block (later blocks double it)."),
-    ] = 32,
+        int | None,
+        typer.Option(
+            help="cnn, resnet: the width; filters of the first block (later blocks double it) [default: 32]."
+        ),
+    ] = None,
     depth: Annotated[
         int | None,
         typer.Option(
@@ -120,8 +122,9 @@ def train(
         ),
     ] = None,
     bn_momentum: Annotated[
-        float, typer.Option(help="cnn, resnet: BatchNormalization's moving-average momentum.")
-    ] = 0.99,
+        float | None,
+        typer.Option(help="cnn, resnet: BatchNormalization's moving-average momentum [default: 0.99]."),
+    ] = None,
     precision: Annotated[
         Precision,
         typer.Option(

@@ -57,8 +57,8 @@ class TrainConfig:
     fine_tune_epochs: int | None = None  # default per architecture (0 without pretrained weights)
     seed: int = 42
     patience: int = 10
-    base_filters: int = BASE_FILTERS  # cnn, resnet only
-    bn_momentum: float = BN_MOMENTUM  # cnn, resnet only
+    base_filters: int | None = None  # cnn, resnet only (BASE_FILTERS when not given)
+    bn_momentum: float | None = None  # cnn, resnet only (BN_MOMENTUM when not given)
     depth: int | None = None  # resnet: blocks per stage (models.RESNET_DEPTH)
     max_minutes: float | None = None
     label_smoothing: float = 0.1
@@ -106,17 +106,16 @@ class TrainConfig:
             raise ConfigError(f"--weights applies to {backbones}")
         shaping = [
             option
-            for option, value, default in (
-                ("--base-filters", self.base_filters, BASE_FILTERS),
-                ("--bn-momentum", self.bn_momentum, BN_MOMENTUM),
-            )
-            if value != default
+            for option, value in (("--base-filters", self.base_filters), ("--bn-momentum", self.bn_momentum))
+            if value is not None  # given, even at its default: it would be ignored
         ]
         if shaping and self.arch in BACKBONES:
             raise ConfigError(
                 f"{' and '.join(shaping)} apply to --arch cnn and resnet only (networks from scratch); "
                 f"{self.arch} is built to its published shape"
             )
+        self.base_filters = BASE_FILTERS if self.base_filters is None else self.base_filters
+        self.bn_momentum = BN_MOMENTUM if self.bn_momentum is None else self.bn_momentum
         if self.depth is not None and self.arch != "resnet":
             raise ConfigError(f"--depth applies to --arch resnet only, got --arch {self.arch}")
         if self.depth is not None and not 1 <= self.depth <= 8:
