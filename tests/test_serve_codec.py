@@ -89,6 +89,26 @@ def test_binary_inputs_are_read_in_order_with_frombuffer():
             None,
             "only numbers",
         ),
+        (  # a number written as text is not a number
+            b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": ["1.5", "2"]}]}',
+            None,
+            "only numbers",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [true]}]}',
+            None,
+            "only numbers",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1], "data": [null]}]}',
+            None,
+            "only numbers",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, [2]]}]}',
+            None,
+            "only numbers",
+        ),
         (b'{"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1], "data": [300]}]}', None, "0-255"),
         (
             b'{"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": ["%%%"]}]}',

@@ -197,9 +197,12 @@ def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray | 
             raise RequestError(f"input {name!r}: {len(flat)} BYTES elements for a shape of {count}")
         return [_base64(name, i, s) for i, s in enumerate(flat)]
     try:
-        array = np.array(data, dtype=np.float64).ravel()
+        array = np.array(data).ravel()  # its own type first: "1.5" or true must not pass as numbers
     except (ValueError, TypeError, OverflowError, RecursionError):
-        raise RequestError(f"input {name!r}: 'data' must hold only numbers ({datatype})") from None
+        array = np.array([None])
+    if array.dtype.kind not in "iuf":
+        raise RequestError(f"input {name!r}: 'data' must hold only numbers ({datatype})")
+    array = array.astype(np.float64, copy=False)
     if array.size != count:
         raise RequestError(f"input {name!r}: {array.size} values for a shape of {count} elements")
     if (
@@ -208,7 +211,8 @@ def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray | 
         and (array.min() < 0 or array.max() > 255 or not np.array_equal(array, np.round(array)))
     ):
         raise RequestError(f"input {name!r}: UINT8 data must be whole numbers 0-255")
-    return array.astype(dtype)
+    with np.errstate(over="ignore"):  # beyond float32 becomes infinite, refused with the NaN check
+        return array.astype(dtype)
 
 
 def _flatten(data: list[Any]) -> Any:
