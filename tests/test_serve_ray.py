@@ -114,6 +114,7 @@ def test_triton_client_health_metadata_and_infer_equal_in_process_predict(server
     assert post(server.port, f"/v2/models/{NAME}/classify", png(images[0]))[0] == 200
     status, body = get(server.port, "/metrics")
     assert status == 200 and b"edgecnn_batch_size_bucket" in body and b"edgecnn_requests_total" in body
+    assert f'edgecnn_queue_depth{{model="{NAME}"}} 0.0'.encode() in body  # every request answered
 
 
 def post(port: int, path: str, body: bytes, timeout: float = 30) -> tuple[int, bytes]:
@@ -222,7 +223,8 @@ def test_a_replica_holds_at_most_queue_size_requests_then_answers_503():
     async def predict(job):
         return job[1]
 
-    runner = ReplicaRunner("m", predict, max_batch=4, queue_size=2)
+    depths: list[int] = []
+    runner = ReplicaRunner("m", predict, max_batch=4, queue_size=2, on_depth=depths.append)
     first, second = runner.admit(), runner.admit()
     with pytest.raises(Overloaded, match="at capacity \\(2 requests queued\\)"):
         runner.admit()
@@ -232,6 +234,7 @@ def test_a_replica_holds_at_most_queue_size_requests_then_answers_503():
         with pytest.raises(Overloaded):
             runner.admit()
     second.release()
+    assert depths == [1, 2, 1, 2, 1, 0]  # the replica's edgecnn_queue_depth
     runner.close()
     with pytest.raises(Overloaded, match="stopping"):
         runner.admit()

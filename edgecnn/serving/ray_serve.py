@@ -121,12 +121,18 @@ class ReplicaRunner:
     ``Batcher``), their images through the replica's ``@serve.batch`` queue."""
 
     def __init__(
-        self, name: str, predict: Callable[[Job], Awaitable[np.ndarray]], max_batch: int, queue_size: int
+        self,
+        name: str,
+        predict: Callable[[Job], Awaitable[np.ndarray]],
+        max_batch: int,
+        queue_size: int,
+        on_depth: Callable[[int], None] = lambda depth: None,
     ) -> None:
         self.name = name
         self.max_batch = max_batch
         self.queue_size = queue_size
         self._predict = predict
+        self._on_depth = on_depth  # the replica's edgecnn_queue_depth, as the Batcher reports it
         self._held = 0
         self._closing = False
         self._lock = threading.Lock()
@@ -140,11 +146,13 @@ class ReplicaRunner:
                     f"model {self.name!r} is at capacity ({self.queue_size} requests queued); retry shortly"
                 )
             self._held += 1
+            self._on_depth(self._held)
         return Slot(self._release)
 
     def _release(self) -> None:
         with self._lock:
             self._held -= 1
+            self._on_depth(self._held)
 
     async def run(self, slot: Slot, images: np.ndarray) -> np.ndarray:
         return await self._predict((self.name, images))
@@ -168,7 +176,8 @@ class _ReplicaRegistry(Registry):
         self._predict = predict
 
     def make_runner(self, name: str, model: Model) -> Runner:
-        return ReplicaRunner(name, self._predict, self.config.max_batch, self.config.queue_size)
+        depth = self.metrics.queue_depth.labels(name).set
+        return ReplicaRunner(name, self._predict, self.config.max_batch, self.config.queue_size, depth)
 
 
 def _image_count(jobs: list[Job]) -> int:
