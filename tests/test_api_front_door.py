@@ -3,6 +3,8 @@ command passes, so the API cannot lag the command line."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import ast
 import functools
 import inspect
@@ -253,9 +255,10 @@ def test_network_shape_options_with_a_backbone_are_refused(tmp_path, option):
     assert getattr(
         TrainConfig(data_dir=tmp_path, arch="resnet", **{field: float(option[1])}), field
     ) == float(option[1])
-    assert (
-        TrainConfig(data_dir=tmp_path, arch="mobilenetv3small").base_filters == 32
-    )  # not given: the default
+    backbone = TrainConfig(data_dir=tmp_path, arch="mobilenetv3small")
+    assert backbone.base_filters is None and backbone.bn_momentum is None  # not its options: none recorded
+    assert dataclasses.replace(backbone, epochs=3).epochs == 3  # a resolved config is a valid config
+    assert TrainConfig(data_dir=tmp_path, arch="cnn").base_filters == 32  # a network from scratch's default
 
 
 def test_the_library_is_silent_until_logging_is_configured(tmp_path):

@@ -25,6 +25,8 @@ from edgecnn.core.errors import ConfigError
 from edgecnn.training import bases
 from edgecnn.training import efficientnet_lite as lite
 from edgecnn.training.models import (
+    BASE_FILTERS,
+    BN_MOMENTUM,
     RESNET_DEPTH,
     VGG16_MEAN_BGR,
     VGG16_WEIGHTS_FILE,
@@ -278,8 +280,8 @@ def build_model(
     *,
     seed: int = 0,
     weights: str = "imagenet",
-    base_filters: int = 32,
-    bn_momentum: float = 0.99,
+    base_filters: int | None = None,
+    bn_momentum: float | None = None,
     depth: int | None = None,
 ) -> BuiltModel:
     """Build an ``--arch`` choice with the options that apply to it.
@@ -287,18 +289,21 @@ def build_model(
     Args:
         arch: A key of ``ARCHITECTURES``.
         weights: A backbone's weights ("imagenet", "none" or a file); the networks from scratch ignore it.
-        base_filters, bn_momentum: The networks from scratch's width and BatchNormalization momentum.
+        base_filters, bn_momentum: The networks from scratch's width and BatchNormalization momentum (None:
+            ``BASE_FILTERS``, ``BN_MOMENTUM``).
         depth: resnet's blocks per stage (None: ``RESNET_DEPTH``).
 
     Raises:
         ConfigError: An unknown ``arch``, or options the architecture cannot take.
         DependencyError: ImageNet weights cannot be downloaded and are not in Keras' cache.
     """
+    width = BASE_FILTERS if base_filters is None else base_filters
+    momentum = BN_MOMENTUM if bn_momentum is None else bn_momentum
     if arch == "cnn":
-        return build_cnn(spec, num_classes, base_filters=base_filters, seed=seed, bn_momentum=bn_momentum)
+        return build_cnn(spec, num_classes, base_filters=width, seed=seed, bn_momentum=momentum)
     if arch == "resnet":
         depth = RESNET_DEPTH if depth is None else depth
-        return build_resnet(spec, num_classes, base_filters, depth, seed=seed, bn_momentum=bn_momentum)
+        return build_resnet(spec, num_classes, width, depth, seed=seed, bn_momentum=momentum)
     return build_backbone(arch, spec, num_classes, weights=weights, seed=seed)
 
 

@@ -10,15 +10,13 @@ from edgecnn.core.errors import ConfigError
 from edgecnn.training.backbones import ARCHITECTURES, BACKBONES, defaults
 from edgecnn.training.devices import parse_devices
 from edgecnn.training.efficientnet_lite import installed_weights
-from edgecnn.training.models import MIN_SIDE
+from edgecnn.training.models import BASE_FILTERS, BN_MOMENTUM, MIN_SIDE
 from edgecnn.training.precision import check as check_precision
 from edgecnn.training.schedule import WEIGHT_DECAY
 
 #: Default epochs of the networks from scratch (a backbone's are in its table entry).
 CNN_EPOCHS = 60
 #: The networks from scratch's width and BatchNormalization momentum; a pretrained backbone has its own.
-BASE_FILTERS = 32
-BN_MOMENTUM = 0.99
 #: The default ``--arch`` where its ImageNet weights are installed (the training extra brings them).
 DEFAULT_PRETRAINED = "efficientnet-lite0"
 
@@ -57,8 +55,8 @@ class TrainConfig:
     fine_tune_epochs: int | None = None  # default per architecture (0 without pretrained weights)
     seed: int = 42
     patience: int = 10
-    base_filters: int | None = None  # cnn, resnet only (BASE_FILTERS when not given)
-    bn_momentum: float | None = None  # cnn, resnet only (BN_MOMENTUM when not given)
+    base_filters: int | None = None  # cnn, resnet only (BASE_FILTERS when not given; None for a backbone)
+    bn_momentum: float | None = None  # cnn, resnet only (BN_MOMENTUM when not given; None for a backbone)
     depth: int | None = None  # resnet: blocks per stage (models.RESNET_DEPTH)
     max_minutes: float | None = None
     label_smoothing: float = 0.1
@@ -114,8 +112,11 @@ class TrainConfig:
                 f"{' and '.join(shaping)} apply to --arch cnn and resnet only (networks from scratch); "
                 f"{self.arch} is built to its published shape"
             )
-        self.base_filters = BASE_FILTERS if self.base_filters is None else self.base_filters
-        self.bn_momentum = BN_MOMENTUM if self.bn_momentum is None else self.bn_momentum
+        if (
+            self.arch not in BACKBONES
+        ):  # a backbone keeps None: not its options (and the run's config says so)
+            self.base_filters = BASE_FILTERS if self.base_filters is None else self.base_filters
+            self.bn_momentum = BN_MOMENTUM if self.bn_momentum is None else self.bn_momentum
         if self.depth is not None and self.arch != "resnet":
             raise ConfigError(f"--depth applies to --arch resnet only, got --arch {self.arch}")
         if self.depth is not None and not 1 <= self.depth <= 8:
@@ -128,7 +129,7 @@ class TrainConfig:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.mixup <= 10:
             raise ConfigError(f"--mixup must be between 0 (off) and 10, got {self.mixup}")
-        if not 0 < self.bn_momentum < 1:
+        if self.bn_momentum is not None and not 0 < self.bn_momentum < 1:
             raise ConfigError(f"--bn-momentum must be between 0 and 1, got {self.bn_momentum}")
         if not 0 <= self.downscale <= 1:
             raise ConfigError(f"--downscale must be a probability between 0 and 1, got {self.downscale}")

@@ -18,6 +18,9 @@ from edgecnn.core.errors import ConfigError, DependencyError
 
 VGG16_MEAN_BGR = (103.939, 116.779, 123.68)  # Keras' VGG16 preprocess_input ("caffe" mode)
 VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+#: The networks from scratch's default width (filters of the first block) and BatchNormalization momentum.
+BASE_FILTERS = 32
+BN_MOMENTUM = 0.99
 MIN_SIDE = 32
 RESNET_DEPTH = 2  # residual blocks per stage by default: ResNet-18's layout
 
@@ -39,10 +42,10 @@ class BuiltModel:
 def build_cnn(
     spec: InputSpec,
     num_classes: int,
-    base_filters: int = 32,
+    base_filters: int = BASE_FILTERS,
     dropout: float = 0.4,
     seed: int = 0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ) -> BuiltModel:
     """A compact CNN: seven conv/batch-norm/ReLU layers in four pooled blocks, global pooling, dropout, dense.
 
@@ -92,11 +95,11 @@ def build_cnn(
 def build_resnet(
     spec: InputSpec,
     num_classes: int,
-    base_filters: int = 32,
+    base_filters: int = BASE_FILTERS,
     depth: int = RESNET_DEPTH,
     dropout: float = 0.3,
     seed: int = 0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ) -> BuiltModel:
     """A residual CNN from scratch: a stem, then four stages of ``depth`` basic blocks each, global pooling.
 

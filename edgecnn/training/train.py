@@ -100,8 +100,6 @@ def train(config: TrainConfig) -> TrainResult:
         )
     # set by __post_init__:
     assert config.img_size is not None and config.learning_rate is not None and config.epochs is not None
-    assert config.base_filters is not None and config.bn_momentum is not None
-    base_filters, bn_momentum = config.base_filters, config.bn_momentum
     spec = InputSpec.square(config.img_size, channels=1 if config.grayscale else 3)
 
     say(
@@ -172,8 +170,8 @@ def train(config: TrainConfig) -> TrainResult:
                 len(splits.classes),
                 seed=config.seed,
                 weights=config.weights,
-                base_filters=base_filters,
-                bn_momentum=bn_momentum,
+                base_filters=config.base_filters,
+                bn_momentum=config.bn_momentum,
                 depth=config.depth,
             )
 
