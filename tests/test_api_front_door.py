@@ -3,9 +3,8 @@ command passes, so the API cannot lag the command line."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import ast
+import dataclasses
 import functools
 import inspect
 import shutil
