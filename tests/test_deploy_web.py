@@ -61,6 +61,7 @@ CASES = [
     ((50, 400, 3), (32, 48, "area", "crop")),
     ((161, 97, 3), (23, 31, "area", "stretch")),
     ((1000, 750, 3), (224, 224, "area", "stretch")),
+    ((2500, 3, 3), (1700, 2, "area", "stretch")),  # wider than 1000: OpenCV drops slivers, both sides do not
 ]
 
 

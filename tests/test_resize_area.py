@@ -148,3 +148,58 @@ def test_resize_shrinks_by_area_exactly_and_enlarges_with_opencv():
     np.testing.assert_array_equal(
         resize(mixed, spec), cv2.resize(mixed, (48, 48), interpolation=cv2.INTER_AREA)
     )
+
+
+def test_outputs_wider_than_1000_pixels_are_exact():
+    """OpenCV leaves out slivers under 1/1000 of a source pixel, off by far more than a rounding: the outputs
+    beside them are recomputed (a 4:1 photo cropped for a 224 px model is shrunk to 1023 px wide)."""
+    image = np.zeros((1, 1003, 1), np.uint8)
+    image[0, 501], image[0, 502] = 255, 85
+    assert shrink_area(image, 1, 1001)[0, 500, 0] == 255  # (255 * 1001 + 85) / 1003 = 254.58
+    rng = np.random.default_rng(11)
+    photo = rng.integers(0, 256, (903, 3611, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(shrink_area(photo, 256, 1023), integer_mean(photo, 256, 1023))
+    for h, w, height, width in [(3, 2500, 2, 1700), (1999, 5, 1001, 4), (40, 4001, 7, 2999)]:
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(shrink_area(image, height, width), integer_mean(image, height, width))
+
+
+def test_means_of_thousands_of_pixels_are_exact():
+    """The longer a mean, the wider the band near a half that is recomputed; past 16,384 terms, all of it."""
+    rng = np.random.default_rng(12)
+    np.testing.assert_array_equal(shrink_area(np.full((1, 20000, 1), 7, np.uint8), 1, 1), [[[7]]])
+    image = rng.integers(0, 256, (2, 20000, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(shrink_area(image, 1, 3), integer_mean(image, 1, 3))
+
+
+def test_long_means_tolerate_a_larger_opencv_error(monkeypatch):
+    """Means of 600 source pixels: a float error of 4/256 (more than short means ever see) changes nothing."""
+    rng = np.random.default_rng(13)
+    real = cv2.resize
+
+    def sloppier(src, dsize, interpolation):
+        out = real(src, dsize, interpolation=interpolation).astype(np.int64)
+        return np.clip(out + rng.choice([-4, 4], out.shape), 0, 65535).astype(src.dtype)
+
+    image = rng.integers(0, 256, (60, 6000, 3), dtype=np.uint8)
+    monkeypatch.setattr(resizing.cv2, "resize", sloppier)
+    ours = shrink_area(image, 60, 10)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(ours, integer_mean(image, 60, 10))
+
+
+def test_recomputing_every_mean_stays_within_its_memory_budget(monkeypatch):
+    """The worst case (every mean in doubt) gathers its source pixels a slice at a time."""
+    import tracemalloc
+
+    monkeypatch.setattr(resizing, "near_halves", lambda wide, terms: np.arange(wide.size))
+    monkeypatch.setattr(resizing, "_WINDOW_BUDGET", 1 << 14)
+    image = np.random.default_rng(14).integers(0, 256, (1000, 1000, 3), dtype=np.uint8)
+    tracemalloc.start()
+    try:
+        ours = shrink_area(image, 97, 103)  # 30k means of ~110 pixels: ~80 MB gathered at once
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(ours, integer_mean(image, 97, 103))
+    assert peak < 20 * 2**20  # the 16-bit copy of the image (6 MB) and slices

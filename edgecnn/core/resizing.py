@@ -100,6 +100,13 @@ def shrink_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
     cols, col_weights = _overlaps(w, width)
     out = cv2.convertScaleAbs(wide, alpha=1 / 256).reshape(height, width, channels)
     near = near_halves(wide, rows.shape[1] + cols.shape[1])
+    sliver_rows, sliver_cols = _slivers(h, height), _slivers(w, width)
+    if sliver_rows.size or sliver_cols.size:
+        recompute = np.zeros(wide.shape, bool)
+        recompute.reshape(-1)[near] = True
+        recompute[sliver_rows] = True
+        recompute[:, sliver_cols] = True
+        near = np.flatnonzero(recompute)
     pixels = image.reshape(-1)
     area = h * w  # the weights of one output pixel sum to h * w
     step = max(1, _WINDOW_BUDGET // (rows.shape[1] * cols.shape[1]))  # every pixel a tie still stays small
@@ -121,7 +128,25 @@ def near_halves(wide: np.ndarray, terms: int) -> np.ndarray:
     one 1/256th covers up to ~250 terms (rows plus columns); longer means get a wider one.
     """
     margin = 1 + terms // 128
+    if margin >= 128:  # every mean is in doubt
+        return np.arange(wide.size)
     return np.flatnonzero(((wide - (128 - margin)) & 255) <= 2 * margin)
+
+
+def _slivers(size: int, new_size: int) -> np.ndarray:
+    """The output indexes (along one axis) whose means OpenCV computes without a sliver of a source pixel.
+
+    OpenCV's INTER_AREA leaves out any part of a source pixel thinner than 1/1000 of it: both outputs beside
+    such a boundary are wrong by more than a rounding. A boundary at j * size / new_size comes that close to
+    a pixel edge (without lying on it) only when new_size > 1000; boundaries within 2/1000 are taken, a margin
+    for OpenCV's own floating-point boundaries.
+    """
+    if new_size <= 500:
+        return np.empty(0, np.int64)
+    boundary = np.arange(1, new_size, dtype=np.int64)
+    offset = boundary * size % new_size  # the boundary's distance past a pixel edge, in 1/new_size pixels
+    thin = (offset != 0) & ((offset * 500 < new_size) | ((new_size - offset) * 500 < new_size))
+    return np.unique(np.concatenate([boundary[thin] - 1, boundary[thin]]))
 
 
 @functools.lru_cache(maxsize=64)
