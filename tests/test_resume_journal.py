@@ -103,35 +103,66 @@ def sorted_once(out: Path, sort: Path, count: int) -> None:
     assert all(p.stat().st_size > 0 for p in sort.rglob("*.png"))
 
 
-def test_a_copy_killed_half_way_leaves_no_partial_copy_after_resume(predictor, tmp_path, monkeypatch):
-    folder = photos(tmp_path / "in", 6)
-    out, sort = tmp_path / "r.jsonl", tmp_path / "sorted"
-    config = dict(paths=[folder], output=out, sort_into=sort, batch_size=3)
-    real_unlink = Path.unlink
-    calls = []
+def killed_mid_copy(monkeypatch, pid: int, at: int, run) -> Path:
+    """Run ``run`` as process ``pid``, killed (no clean-up runs, as under SIGKILL) when its ``at``-th copy is
+    written and synced under its hidden name but not yet named; returns that hidden copy."""
+    calls: list[Path] = []
+    real_link, real_unlink = sorting._link_into_place, Path.unlink
 
     def link_into_place(tmp, first):
         calls.append(tmp)
-        if len(calls) == 5:
-            raise Killed  # the copy is written and synced under its hidden name, not yet named
+        if len(calls) == at:
+            raise Killed
         return real_link(tmp, first)
 
-    def unlink(self, missing_ok=False):  # SIGKILL: the killed copy's clean-up never runs
-        if len(calls) < 5 or self != calls[-1]:
+    def unlink(self, missing_ok=False):
+        if len(calls) < at or self != calls[-1]:
             real_unlink(self, missing_ok=missing_ok)
 
-    real_link = sorting._link_into_place
-    monkeypatch.setattr(sorting, "_link_into_place", link_into_place)
-    monkeypatch.setattr(Path, "unlink", unlink)
-    monkeypatch.setattr(os, "getpid", lambda: 4_000_001)  # the killed process, not the one that resumes
-    with pytest.raises(Killed):
-        classify_paths(ClassifyConfig(**config), predictor)
-    monkeypatch.undo()
-    assert [p.name for p in sort.rglob(".*.partial-*")] == [calls[-1].name]  # the kill left one behind
-    assert calls[-1].name.endswith(".partial-4000001")
-    classify_paths(ClassifyConfig(**config, resume=True), predictor)
+    with monkeypatch.context() as m:
+        m.setattr(sorting, "_link_into_place", link_into_place)
+        m.setattr(Path, "unlink", unlink)
+        m.setattr(os, "getpid", lambda: pid)
+        with pytest.raises(Killed):
+            run()
+    return calls[-1]
+
+
+def test_copies_killed_half_way_leave_no_partial_copy_after_resume(predictor, tmp_path, monkeypatch):
+    folder = photos(tmp_path / "in", 6)
+    out, sort = tmp_path / "r.jsonl", tmp_path / "sorted"
+    config = dict(paths=[folder], output=out, sort_into=sort, batch_size=3)
+    first = killed_mid_copy(
+        monkeypatch, 4_000_001, 5, lambda: classify_paths(ClassifyConfig(**config), predictor)
+    )
+    assert first.name.endswith(".partial-4000001")
+    assert [p.name for p in sort.rglob(".*.partial-*")] == [first.name]  # the kill left one behind
+    resume = ClassifyConfig(**config, resume=True)
+    # the resume is killed too, while it completes that copy: its own half-made copy is left instead
+    second = killed_mid_copy(monkeypatch, 4_000_002, 1, lambda: classify_paths(resume, predictor))
+    assert [p.name for p in sort.rglob(".*.partial-*")] == [second.name] != [first.name]
+    classify_paths(resume, predictor)
     sorted_once(out, sort, 6)
     assert not Path(str(out) + ".sorting").exists()
+
+
+def test_a_move_across_file_systems_names_its_partial_copy_after_the_planned_target(tmp_path, monkeypatch):
+    """The journal knows the planned target: a move that falls back to a copy (another file system) and to
+    the next free name still writes its partial copy under the planned name, where a resume looks."""
+    source, target = tmp_path / "a.png", tmp_path / "sorted" / "a.png"
+    source.write_bytes(b"photo")
+    target.parent.mkdir()
+    target.write_bytes(b"another photo")  # the planned name was taken meanwhile
+
+    def other_file_system(src, dst):  # a taken name may be reported first, as by some file systems
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, "File exists")
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", other_file_system)
+    tmp = killed_mid_copy(monkeypatch, 4_000_003, 1, lambda: sorting.place_file(source, target, move=True))
+    assert tmp == sorting.partial_path(target, 4_000_003) and tmp.read_bytes() == b"photo"
+    assert source.read_bytes() == b"photo"  # a move removes its source only once the copy has its name
 
 
 def test_a_copy_killed_after_reserving_its_name_is_placed_again(predictor, tmp_path, monkeypatch):

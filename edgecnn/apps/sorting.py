@@ -205,7 +205,8 @@ def _move_no_clobber(source: Path, first: Path) -> Path:
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
                 raise
-            landed = _copy_no_clobber(source, target)  # copy complete and synced first
+            landed = _copy_no_clobber(source, first)  # copy complete and synced first; its partial is named
+            # after the planned target (the journal's), and it takes the next free name as the link did
             _remove_source(source, landed)
             return landed
         _remove_source(source, target)

@@ -11,6 +11,7 @@ kill left beside a target (named by the journal's process id) is removed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -67,8 +68,9 @@ class SortJournal:
             return
         # ASCII JSON: a file name that is not UTF-8 (lone surrogates) round-trips as \udcXX escapes.
         data = "".join(json.dumps(p.to_dict()) + "\n" for p in placements).encode("ascii")
+        staged = self.path.with_name(self.path.name + ".new")
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 view = memoryview(data)
                 while view:
@@ -76,6 +78,7 @@ class SortJournal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            os.replace(staged, self.path)  # the old journal or the new one, whole, whenever a kill lands
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
@@ -120,10 +123,14 @@ class SortJournal:
             recorded: {resolved path: status} of the rows in the results file.
         """
         rows = []
-        for placement in self.pending():
+        pending = self.pending()
+        for placement in pending:
             if isinstance(placement.pid, int):  # a copy killed half-way: never the only copy of the file
                 with contextlib.suppress(OSError):
                     partial_path(placement.target, placement.pid).unlink(missing_ok=True)
+        # This process completes them now: the journal names it, so a kill during recovery is swept too.
+        self.record([dataclasses.replace(p, pid=None) for p in pending])
+        for placement in pending:
             status = recorded.get(resolved(placement.source))
             if status is not None and status != RETRY:
                 continue  # its row was written: the placement was complete before it
