@@ -83,6 +83,27 @@ def test_output_formats(model, photos, tmp_path, suffix):
     assert len(read_done(out)) == 24
 
 
+def test_nothing_to_classify_is_refused_before_the_model_opens_and_an_empty_folder_says_so(model, tmp_path):
+    out = tmp_path / "r.csv"
+    result = runner.invoke(
+        app, ["classify", str(tmp_path / "gone"), str(tmp_path / "also-gone"), "-o", str(out)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: nothing to classify: {tmp_path / 'gone'}, {tmp_path / 'also-gone'} not found"
+    ]  # no model line: refused before the shipped model was opened
+    assert not out.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a photo")
+    result = runner.invoke(app, ["classify", str(empty), "--model", str(model)])
+    assert result.exit_code == 0
+    assert "no image files found (edgecnn reads .jpg, .jpeg, .png" in result.stderr
+    save(solid(COLOURS["blue"]), empty / "b.png")  # one missing path among real ones: a skipped row
+    result = runner.invoke(app, ["classify", str(empty), str(tmp_path / "gone"), "--model", str(model)])
+    assert result.exit_code == 1 and "skipped" in result.stderr and "no image files" not in result.stderr
+
+
 def test_exit_codes(model, photos, tmp_path):
     good = tmp_path / "good"
     good.mkdir()
@@ -95,10 +116,13 @@ def test_exit_codes(model, photos, tmp_path):
     assert result.exit_code == 2 and "--batch-size" in result.stderr
 
 
-def test_missing_input_path_is_reported_not_fatal(model, tmp_path):
-    result = runner.invoke(app, ["classify", str(tmp_path / "nope"), "--model", str(model), "--json"])
+def test_a_missing_input_path_beside_others_is_reported_not_fatal(model, tmp_path):
+    (tmp_path / "in").mkdir()
+    save(solid(COLOURS["blue"]), tmp_path / "in" / "b.png")
+    paths = [str(tmp_path / "nope"), str(tmp_path / "in")]
+    result = runner.invoke(app, ["classify", *paths, "--model", str(model), "--json"])
     assert result.exit_code == 1
-    assert json.loads(result.stdout)["skipped"] == 1
+    assert json.loads(result.stdout)["skipped"] == 1 and json.loads(result.stdout)["classified"] == 1
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])

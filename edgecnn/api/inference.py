@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.api.options import PathLike, Progress, check_options, config_fields, logger, open_model
-from edgecnn.apps.classify import ClassifyConfig, ClassifySummary, classify_batches, new_summary
+from edgecnn.apps.classify import ClassifyConfig, ClassifySummary, check_inputs, classify_batches, new_summary
 from edgecnn.apps.evaluate import EvaluationResult, LoadedModel, load_onnx_model, run_on_folder
 from edgecnn.apps.outputs import Row
 from edgecnn.core.errors import ConfigError, ModelFileError
@@ -137,10 +137,11 @@ def classify(
     )
     if ray is not None:
         return _classify_on_ray(config, model, ray, csv, provider, fallback, threads, on_progress)
+    check_inputs(config)  # before the model is opened
     if report is not None:
         from edgecnn.reports.page import check_report_path
 
-        check_report_path(Path(report))  # before the model is opened
+        check_report_path(Path(report))
     opened, owned = open_model(model, provider, fallback, threads)
     try:
         run = _classify_run(config, opened, owned, report, on_progress)

@@ -8,6 +8,7 @@ files.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from edgecnn.apps.sortjournal import Placement, SortJournal
 from edgecnn.core.decode import decode_batches, default_workers
 from edgecnn.core.errors import ConfigError
 from edgecnn.core.files import iter_image_files, resolved, unique_files
+from edgecnn.core.imaging import IMAGE_SUFFIXES
 from edgecnn.core.interrupts import deferred_interrupts, terminate_as_interrupt
 from edgecnn.runtime.predictor import Predictor
 
@@ -79,6 +81,13 @@ class ClassifySummary:
     workers: int = 1
     batch_size: int = 1
     interrupted: bool = False
+
+    @property
+    def nothing_found(self) -> str | None:
+        """What to tell a user whose files and folders held no image file at all (None when they did)."""
+        if self.classified or self.skipped or self.already_done or self.interrupted:
+            return None
+        return f"no image files found (edgecnn reads {', '.join(IMAGE_SUFFIXES)})"
 
     @property
     def images_per_second(self) -> float:
@@ -138,6 +147,18 @@ def new_summary(config: ClassifyConfig, predictor: Predictor) -> ClassifySummary
     )
 
 
+def check_inputs(config: ClassifyConfig) -> None:
+    """Refuse a run none of whose files and folders exist (one that misses some lists them as skipped).
+
+    Raises:
+        ConfigError: Names the missing paths.
+    """
+    missing = [str(p) for p in config.paths if not os.path.lexists(p)]
+    if len(missing) == len(config.paths):
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise ConfigError(f"nothing to classify: {', '.join(missing[:5])}{more} not found")
+
+
 def classify_paths(
     config: ClassifyConfig,
     predictor: Predictor,
@@ -192,7 +213,8 @@ def classify_batches(
     run recorded there.
     """
     workers = summary.workers
-    # Everything is checked before any output is touched: the sort folder first, then the results file.
+    # Everything is checked before any output is touched: the inputs, the sort folder, then the results file.
+    check_inputs(config)
     sorter = (
         Sorter(config.sort_into, move=config.move, min_confidence=config.min_confidence)
         if config.sort_into

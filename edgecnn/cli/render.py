@@ -136,6 +136,8 @@ def render_classify_summary(summary: Any) -> None:
         f"({summary.images_per_second:.1f} images/s, {summary.workers} decode workers, batch {summary.batch_size}); "
         f"provider {summary.provider}" + (f" ({summary.provider_note})" if summary.provider_note else "")
     )
+    if summary.nothing_found:
+        say(summary.nothing_found)
     if summary.output:
         say(f"results: {summary.output}")
     if summary.sort_into:
