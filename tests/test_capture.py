@@ -215,3 +215,27 @@ def test_cli_realtime_still_paces_a_file(model, video):
         app, ["webcam", "--model", str(model), "--source", str(video), "--no-display", "--realtime", "--json"]
     )
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.skipif(bool(capture.camera_devices()), reason="a camera is attached: it would open")
+@pytest.mark.parametrize("log_level", [None, "WARNING"])
+def test_an_absent_camera_is_one_error_line_without_opencvs_own(model, log_level):
+    """OpenCV logs a dozen lines per absent camera to the process's stderr; edgecnn's message is enough,
+    unless OPENCV_LOG_LEVEL asks for OpenCV's."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+    if log_level:
+        env["OPENCV_LOG_LEVEL"] = log_level
+    code = (
+        "import edgecnn, sys\n"
+        "try:\n"
+        f"    edgecnn.webcam({str(model)!r}, camera=0, display=False)\n"
+        "except edgecnn.EdgecnnError as e:\n"
+        "    print('error:', e, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: camera 0 did not open (tried camera index 0")
+    assert any("WARN" in line for line in lines) == (log_level is not None), lines

@@ -116,7 +116,7 @@ def classify(
         with ``summary.interrupted`` set.
 
     Raises:
-        ConfigError: An unknown or inapplicable option; ModelFileError, ContractError, ProviderError: the
+        ConfigError: An unknown or inapplicable option, or none of ``paths`` exists; ModelFileError, ContractError, ProviderError: the
         model cannot run; OutputError: ``output`` or ``report`` cannot be written.
     """
     check_options(options, config_fields(ClassifyConfig) - {"paths", "output"}, "classify")

@@ -11,10 +11,12 @@ are importable from here too.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,23 @@ def is_sequence_pattern(text: str) -> bool:
     return "%" in text and "d" in text.split("%", 1)[1][:4]
 
 
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log lines while a capture opens (a dozen WARN/ERROR lines per absent camera) are left out:
+    edgecnn's message says what was tried and what failed. Kept when OPENCV_LOG_LEVEL asks for them."""
+    import cv2
+
+    if os.environ.get("OPENCV_LOG_LEVEL"):
+        yield
+        return
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 class Capture:
     """A thin wrapper over cv2.VideoCapture that fails fast on open and on the first frame."""
 
@@ -65,7 +84,8 @@ class Capture:
         import cv2
 
         self.target = target
-        self.cap = cv2.VideoCapture(target, api) if api is not None else cv2.VideoCapture(target)
+        with _quiet_opencv():
+            self.cap = cv2.VideoCapture(target, api) if api is not None else cv2.VideoCapture(target)
         if width and self.cap.isOpened():
             self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         if height and self.cap.isOpened():
