@@ -50,7 +50,7 @@ def measure(side: int, photos: list[np.ndarray], files: list[Path]) -> dict[str,
     opencv_ms = per_photo_ms(lambda p: opencv_area(p, side, side), shrinkable)
     recomputed = differs = values = 0
     for p in shrinkable:
-        wide = cv2.resize(np.left_shift(p, 8, dtype=np.uint16), (side, side), interpolation=cv2.INTER_AREA)
+        wide = cv2.resize(p.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
         terms = (
             resizing._overlaps(p.shape[0], side)[0].shape[1]
             + resizing._overlaps(p.shape[1], side)[0].shape[1]

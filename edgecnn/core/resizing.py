@@ -75,8 +75,8 @@ def shrink_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
     OpenCV's INTER_AREA computes this mean in 32-bit floats whose rounding depends on the CPU (ARM compilers
     fuse multiply-adds, x86 vector code orders sums differently), so a mean that ends in exactly a half
     (common in flat regions) lands on either side: a model's answers differed by up to 1.8e-4 between an x86
-    PC and an ARM board. Here OpenCV computes the mean with 8 more bits (on 16-bit pixels, as fast as on
-    8-bit ones); the means it puts near a half (``near_halves``: about 1 in 50 on photos) are recomputed from
+    PC and an ARM board. Here OpenCV computes the mean on float32 pixels and keeps it unrounded; only the
+    means within its float error of a half (``near_halves``: about 1 in 700 on photos) are recomputed from
     their source pixels in integers.
 
     Args:
@@ -88,17 +88,15 @@ def shrink_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
         (height, width, C) uint8.
     """
     h, w, channels = image.shape
-    source = image.astype(np.uint16)
-    source *= 256
-    wide: np.ndarray = cv2.resize(source, (width, height), interpolation=cv2.INTER_AREA)
-    wide = wide.reshape(height, width, channels).astype(np.uint16, copy=False)
+    wide: np.ndarray = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    wide = wide.reshape(height, width, channels)
     if h % height == 0 and w % width == 0 and 256 % ((h // height) * (w // width)) == 0:
-        # Whole blocks of 2, 4, 8... pixels: OpenCV sums them in integers and 256 x their mean is a whole
-        # number, so ``wide`` is exact (a quarter of all 2x2 means end in a half: no recomputing them).
-        return np.right_shift(wide + 128, 8).astype(np.uint8)
+        # Whole blocks of 2, 4, 8... pixels: OpenCV's float mean is exact (a sum times a power of two), so
+        # it is rounded half up as it is (a quarter of all 2x2 means end in a half: no recomputing them).
+        return np.floor(wide + 0.5).astype(np.uint8)
     rows, row_weights = _overlaps(h, height)
     cols, col_weights = _overlaps(w, width)
-    out = cv2.convertScaleAbs(wide, alpha=1 / 256).reshape(height, width, channels)
+    out = cv2.convertScaleAbs(wide).reshape(height, width, channels)
     near = near_halves(wide, rows.shape[1] + cols.shape[1])
     sliver_rows, sliver_cols = _slivers(h, height), _slivers(w, width)
     if sliver_rows.size or sliver_cols.size:
@@ -122,15 +120,13 @@ def shrink_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def near_halves(wide: np.ndarray, terms: int) -> np.ndarray:
-    """Flat indexes of the means (256 x the mean, as OpenCV rounded it) that may lie on either side of a half.
+    """Flat indexes of the means (as OpenCV computed them in float32) that may lie on either side of a half.
 
-    OpenCV's float error grows with the terms of a mean (a few thousandths of a 1/256th per term): a margin of
-    one 1/256th covers up to ~250 terms (rows plus columns); longer means get a wider one.
+    OpenCV's float error on a mean of ``terms`` weighted terms is under ``terms`` float32 roundings of values
+    up to 255 (about 1.5e-5 each); the band taken is four times that, plus two roundings.
     """
-    margin = 1 + terms // 128
-    if margin >= 128:  # every mean is in doubt
-        return np.arange(wide.size)
-    return np.flatnonzero(((wide - (128 - margin)) & 255) <= 2 * margin)
+    band = (terms + 2) * 2.0**-22 * 255  # past 0.5 (about 8,000 terms), every mean
+    return np.flatnonzero(np.abs(wide - np.floor(wide) - 0.5) <= band)
 
 
 def _slivers(size: int, new_size: int) -> np.ndarray:
