@@ -238,7 +238,7 @@ def test_batcher_refuses_at_once_when_full_and_drains_on_close():
     started = time.monotonic()
     with pytest.raises(Overloaded, match="at capacity"):
         batcher.admit()
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 1.0  # no slot frees in this test: a waiting admit would never return
     fa = batcher.submit(a, np.ones((1, 1), np.float32))
     fb = batcher.submit(b, np.ones((1, 1), np.float32))
     closer = threading.Thread(target=batcher.close, args=(5,))
