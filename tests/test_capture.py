@@ -239,3 +239,26 @@ def test_an_absent_camera_is_one_error_line_without_opencvs_own(model, log_level
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("error: camera 0 did not open (tried camera index 0")
     assert any("WARN" in line for line in lines) == (log_level is not None), lines
+
+
+def test_opencv_logging_comes_back_after_captures_open_in_several_threads(monkeypatch):
+    import threading
+
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    before = cv2.utils.logging.getLogLevel()
+    inside = []
+    gate = threading.Barrier(4)
+
+    def opening():
+        with capture._quiet_opencv():
+            gate.wait(5)  # all four inside at once
+            inside.append(cv2.utils.logging.getLogLevel())
+            gate.wait(5)
+
+    threads = [threading.Thread(target=opening) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert inside == [cv2.utils.logging.LOG_LEVEL_SILENT] * 4
+    assert cv2.utils.logging.getLogLevel() == before

@@ -16,6 +16,7 @@ import glob
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def is_sequence_pattern(text: str) -> bool:
     return "%" in text and "d" in text.split("%", 1)[1][:4]
 
 
+_QUIET_LOCK = threading.Lock()
+_QUIET = {"depth": 0, "level": 0}
+
+
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """OpenCV's own log lines while a capture opens (a dozen WARN/ERROR lines per absent camera) are left out:
@@ -67,12 +72,18 @@ def _quiet_opencv() -> Iterator[None]:
     if os.environ.get("OPENCV_LOG_LEVEL"):
         yield
         return
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    with _QUIET_LOCK:  # captures opening at once in several threads: the first saves, the last restores
+        if not _QUIET["depth"]:
+            _QUIET["level"] = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        _QUIET["depth"] += 1
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        with _QUIET_LOCK:
+            _QUIET["depth"] -= 1
+            if not _QUIET["depth"]:
+                cv2.utils.logging.setLogLevel(_QUIET["level"])
 
 
 class Capture:
