@@ -18,7 +18,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import edgecnn
 
@@ -183,6 +182,8 @@ def test_api_reference_renders_the_public_functions(open_page):
 
 
 def test_search_works_offline(open_page):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page = open_page("")
     page.locator("label.md-search__icon, .md-search__input").first.click()
     # The index builds in a worker (slow on a busy machine), and a query typed before it is ready can go
