@@ -59,6 +59,55 @@ class Slot:
         self.release()
 
 
+class Admission:
+    """The one admission rule of a model's requests: at most ``queue_size`` held at once (decoding or waiting
+    for the model), none once closing; the count goes to ``on_depth`` whenever it changes. Used by the
+    ``Batcher`` (which shares ``lock`` with its loop) and by a Ray Serve replica's runner.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        queue_size: int,
+        on_depth: OnDepth | None = None,
+        lock: threading.Condition | None = None,
+        stopping: str = "the server is stopping; retry on another replica",
+    ) -> None:
+        self.name = name
+        self.queue_size = queue_size
+        self.lock = lock if lock is not None else threading.Condition()
+        self.held = 0
+        self.closing = False
+        self._on_depth = on_depth or (lambda n: None)
+        self._stopping = stopping
+
+    def admit(self) -> Slot:
+        """A slot for one request, or ``Overloaded`` at once when the queue is full or closing."""
+        with self.lock:
+            if self.closing:
+                raise Overloaded(self._stopping)
+            if self.held >= self.queue_size:
+                raise Overloaded(
+                    f"model {self.name!r} is at capacity ({self.queue_size} requests queued); retry shortly"
+                )
+            self.held += 1
+            held = self.held
+        self._on_depth(held)
+        return Slot(self._release)
+
+    def _release(self) -> None:
+        with self.lock:
+            self.held -= 1
+            held = self.held
+        self._on_depth(held)
+
+    def close(self) -> None:
+        """Refuse every request from now on."""
+        with self.lock:
+            self.closing = True
+            self.lock.notify_all()
+
+
 class Runner(Protocol):
     """What the routes run a model through: this module's ``Batcher`` in one process, a Ray Serve replica's
     batch queue under ``serve --ray`` (serving.ray_serve)."""
@@ -98,38 +147,20 @@ class Batcher:
         self.max_delay = max_delay
         self.queue_size = queue_size
         self._on_batch = on_batch or (lambda n, s: None)
-        self._on_depth = on_depth or (lambda n: None)
         self._jobs: collections.deque[_Job] = collections.deque()
-        self._held = 0
-        self._closing = False
         self._lock = threading.Condition()
+        self._admission = Admission(name, queue_size, on_depth, self._lock)
         self._thread = threading.Thread(target=self._loop, name=f"edgecnn-infer-{name}", daemon=True)
         self._thread.start()
 
     @property
     def depth(self) -> int:
         """Requests held now (decoding or waiting for the model)."""
-        return self._held
+        return self._admission.held
 
     def admit(self) -> Slot:
         """A slot for one request, or ``Overloaded`` at once when the queue is full or the server stopping."""
-        with self._lock:
-            if self._closing:
-                raise Overloaded("the server is stopping; retry on another replica")
-            if self._held >= self.queue_size:
-                raise Overloaded(
-                    f"model {self.name!r} is at capacity ({self.queue_size} requests queued); retry shortly"
-                )
-            self._held += 1
-            held = self._held
-        self._on_depth(held)
-        return Slot(self._release)
-
-    def _release(self) -> None:
-        with self._lock:
-            self._held -= 1
-            held = self._held
-        self._on_depth(held)
+        return self._admission.admit()
 
     def submit(self, slot: Slot, images: np.ndarray) -> Future[np.ndarray]:
         """Queue an admitted request's images (at most ``max_batch``); the future gets their probabilities."""
@@ -148,9 +179,7 @@ class Batcher:
 
     def close(self, timeout: float | None = None) -> None:
         """Refuse new requests, run those already handed over, stop the thread."""
-        with self._lock:
-            self._closing = True
-            self._lock.notify_all()
+        self._admission.close()  # wakes the loop: it shares the lock
         self._thread.join(timeout)
 
     def _take(self) -> list[_Job] | None:
@@ -158,15 +187,15 @@ class Batcher:
         None when closing and nothing is left to run."""
         with self._lock:
             while not self._jobs:
-                if self._closing and self._held == 0:
+                if self._admission.closing and self._admission.held == 0:
                     return None
                 # Closing with requests still decoding: they will submit soon.
-                self._lock.wait(0.05 if self._closing else None)
+                self._lock.wait(0.05 if self._admission.closing else None)
             deadline = time.monotonic() + self.max_delay
             while True:
                 images = sum(len(job.images) for job in self._jobs)
                 left = deadline - time.monotonic()
-                if images >= self.max_batch or left <= 0 or self._closing:
+                if images >= self.max_batch or left <= 0 or self._admission.closing:
                     break
                 self._lock.wait(left)
             batch: list[_Job] = []

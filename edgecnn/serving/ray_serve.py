@@ -30,9 +30,8 @@ from edgecnn.core.errors import ConfigError, DependencyError, EdgecnnError
 from edgecnn.core.interrupts import SIGNALS
 from edgecnn.runtime.model import Model
 from edgecnn.serving.app import ServingState, build_app
-from edgecnn.serving.batcher import Runner, Slot
+from edgecnn.serving.batcher import Admission, Runner, Slot
 from edgecnn.serving.config import ModelSource, ServeConfig
-from edgecnn.serving.errors import Overloaded
 from edgecnn.serving.metrics import ServeMetrics
 from edgecnn.serving.registry import Registry, resolve_sources
 from edgecnn.serving.server import GRACE_SECONDS, bind
@@ -132,34 +131,18 @@ class ReplicaRunner:
         self.max_batch = max_batch
         self.queue_size = queue_size
         self._predict = predict
-        self._on_depth = on_depth  # the replica's edgecnn_queue_depth, as the Batcher reports it
-        self._held = 0
-        self._closing = False
-        self._lock = threading.Lock()
+        self._admission = Admission(
+            name, queue_size, on_depth, stopping="the replica is stopping; retry shortly"
+        )
 
     def admit(self) -> Slot:
-        with self._lock:
-            if self._closing:
-                raise Overloaded("the replica is stopping; retry shortly")
-            if self._held >= self.queue_size:
-                raise Overloaded(
-                    f"model {self.name!r} is at capacity ({self.queue_size} requests queued); retry shortly"
-                )
-            self._held += 1
-            self._on_depth(self._held)
-        return Slot(self._release)
-
-    def _release(self) -> None:
-        with self._lock:
-            self._held -= 1
-            self._on_depth(self._held)
+        return self._admission.admit()
 
     async def run(self, slot: Slot, images: np.ndarray) -> np.ndarray:
         return await self._predict((self.name, images))
 
     def close(self, timeout: float | None = None) -> None:
-        with self._lock:
-            self._closing = True
+        self._admission.close()
 
 
 class _ReplicaRegistry(Registry):
